@@ -1,0 +1,1 @@
+"""The shipped default model (default.safetensors), installed as package data."""

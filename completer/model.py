@@ -1,0 +1,174 @@
+"""The character model: embedding -> L stacked cells -> linear head -> softmax.
+
+Shapes: T steps, B streams, V vocabulary, E embedding, H hidden, G*H a cell's input projection.
+Parameters live in one flat dict of float32 arrays named as in the checkpoint:
+  embed (V, E); layers.{l}.Wx (D, G*H), layers.{l}.b (G*H,), layers.{l}.<recurrent>; head.W (H, V), head.b (V,)
+
+The first layer's input projection is a gather from a (V, G*H) table, embed @ Wx + b, built once
+per window: for V ~ 100 characters that is far cheaper than the (T*B, E) @ (E, G*H) product.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from completer.errors import CompleterError
+from completer.registry import registry
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    cell: str = "lstm"
+    vocab_size: int = 100
+    embed: int = 64
+    hidden: int = 512
+    layers: int = 1
+    dropout: float = 0.0
+
+    def validate(self) -> "ModelConfig":
+        for field, low in (("vocab_size", 2), ("embed", 1), ("hidden", 1), ("layers", 1)):
+            if not isinstance(getattr(self, field), int) or getattr(self, field) < low:
+                raise CompleterError(f"{field} must be an integer >= {low}, got {getattr(self, field)!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise CompleterError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        return self
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class CharModel:
+    def __init__(self, config: ModelConfig, params: dict | None = None, seed: int = 0, dtype=np.float32):
+        self.config = config.validate()
+        cell_cls = registry.get("cell", config.cell)
+        dims = [config.embed] + [config.hidden] * config.layers
+        self.cells = [cell_cls(dims[l], config.hidden) for l in range(config.layers)]
+        self.params = params if params is not None else self.init_params(seed, dtype)
+
+    # ---- parameters -----------------------------------------------------------------------
+    def init_params(self, seed: int, dtype=np.float32) -> dict:
+        rng = np.random.default_rng(seed)
+        c = self.config
+        p = {"embed": (rng.standard_normal((c.vocab_size, c.embed)) * 0.1).astype(dtype)}
+        for l, cell in enumerate(self.cells):
+            for k, v in cell.init_params(rng, dtype).items():
+                p[f"layers.{l}.{k}"] = v
+        bound = 1.0 / np.sqrt(c.hidden)
+        p["head.W"] = rng.uniform(-bound, bound, (c.hidden, c.vocab_size)).astype(dtype)
+        p["head.b"] = np.zeros(c.vocab_size, dtype)
+        return p
+
+    def expected_shapes(self) -> dict:
+        """Shapes every checkpoint of this config must have (checked on load)."""
+        return {k: v.shape for k, v in self.init_params(0, np.float32).items()}
+
+    def layer_params(self, l: int) -> dict:
+        prefix = f"layers.{l}."
+        return {k[len(prefix):]: v for k, v in self.params.items() if k.startswith(prefix)}
+
+    @property
+    def dtype(self):
+        return self.params["embed"].dtype
+
+    def zero_state(self, B: int = 1) -> list:
+        return [cell.zero_state(B, self.dtype) for cell in self.cells]
+
+    def input_table(self) -> np.ndarray:
+        """(V, G*H): the first layer's input projection of every character."""
+        p0 = self.layer_params(0)
+        return self.params["embed"] @ p0["Wx"] + p0["b"]
+
+    # ---- serving: one step --------------------------------------------------------------
+    def step(self, ids, state, table=None):
+        """ids (B,) -> logits (B, V), new state. `table` = input_table(), cached by the caller."""
+        table = self.input_table() if table is None else table
+        xp, new_state = table[ids], []
+        for l, cell in enumerate(self.cells):
+            p = self.layer_params(l)
+            if l:
+                xp = h @ p["Wx"] + p["b"]
+            s = cell.step(p, xp, state[l])
+            new_state.append(s)
+            h = s[0]
+        return h @ self.params["head.W"] + self.params["head.b"], new_state
+
+    # ---- a window: forward, loss, backward ----------------------------------------------
+    def forward(self, ids, state, dropout_rng=None):
+        """ids (T, B) -> logits (T, B, V), final state, cache for backward.
+
+        Dropout (inverted) applies to each layer's output, i.e. between layers and before the
+        head, only when a dropout_rng is given (training)."""
+        T, B = ids.shape
+        drop = self.config.dropout if dropout_rng is not None else 0.0
+        xp = self.input_table()[ids]                                # (T, B, G*H)
+        layer_caches, final, x = [], [], None
+        for l, cell in enumerate(self.cells):
+            p = self.layer_params(l)
+            if l:
+                xp = (x.reshape(T * B, -1) @ p["Wx"]).reshape(T, B, -1) + p["b"]
+            hs, s, cache = cell.forward(p, xp, state[l])            # hs (T, B, H)
+            final.append(s)
+            mask = None
+            if drop:
+                mask = (dropout_rng.random(hs.shape) >= drop).astype(hs.dtype) / (1.0 - drop)
+                hs = hs * mask
+            layer_caches.append((x, cache, mask))
+            x = hs
+        logits = (x.reshape(T * B, -1) @ self.params["head.W"] + self.params["head.b"]).reshape(T, B, -1)
+        return logits, final, (ids, layer_caches, x)
+
+    @staticmethod
+    def softmax_xent(logits, targets):
+        """Mean cross-entropy (nats) and its gradient w.r.t. logits (T, B, V)."""
+        V = logits.shape[-1]
+        z = logits.reshape(-1, V)
+        z = z - z.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        e /= e.sum(axis=1, keepdims=True)                           # (N, V) probabilities
+        t = targets.reshape(-1)
+        N = t.shape[0]
+        loss = -np.log(np.maximum(e[np.arange(N), t], 1e-30)).mean()
+        e[np.arange(N), t] -= 1.0
+        e /= N
+        return float(loss), e.reshape(logits.shape)
+
+    def backward(self, cache, dlogits, dstate=None):
+        """Gradients of every parameter, and of the incoming state, from dlogits (T, B, V)."""
+        ids, layer_caches, x = cache
+        T, B, V = dlogits.shape
+        dl = dlogits.reshape(T * B, V)
+        grads = {"head.W": x.reshape(T * B, -1).T @ dl, "head.b": dl.sum(axis=0)}
+        dx = (dl @ self.params["head.W"].T).reshape(T, B, -1)       # (T, B, H)
+        dstate0 = [None] * len(self.cells)
+        for l in reversed(range(len(self.cells))):
+            cell, p = self.cells[l], self.layer_params(l)
+            x_in, cell_cache, mask = layer_caches[l]
+            if mask is not None:
+                dx = dx * mask
+            ds = dstate[l] if dstate is not None else cell.zero_state(B, dx.dtype)
+            dxp, g, dstate0[l] = cell.backward(p, cell_cache, dx, ds)   # dxp (T, B, G*H)
+            dxp2 = dxp.reshape(T * B, -1)
+            for k, v in g.items():
+                grads[f"layers.{l}.{k}"] = v
+            grads[f"layers.{l}.b"] = dxp2.sum(axis=0)
+            if l:
+                grads[f"layers.{l}.Wx"] = x_in.reshape(T * B, -1).T @ dxp2
+                dx = (dxp2 @ p["Wx"].T).reshape(T, B, -1)
+            else:
+                # the gather from the table: scatter dxp into rows, then through embed @ Wx
+                dtable = np.zeros((self.config.vocab_size, dxp2.shape[1]), dxp2.dtype)
+                np.add.at(dtable, ids.reshape(-1), dxp2)
+                grads["layers.0.Wx"] = self.params["embed"].T @ dtable
+                grads["embed"] = dtable @ p["Wx"].T
+        return grads, dstate0
+
+    def loss_and_grads(self, ids, targets, state, dropout_rng=None):
+        """One window of truncated BPTT: mean loss (nats), grads, final state (to carry on)."""
+        logits, final, cache = self.forward(ids, state, dropout_rng)
+        loss, dlogits = self.softmax_xent(logits, targets)
+        grads, _ = self.backward(cache, dlogits)
+        return loss, grads, final
+
+    def n_params(self) -> int:
+        return sum(v.size for v in self.params.values())

@@ -1,0 +1,119 @@
+"""Registry of named components: cells and decoders, found through entry points.
+
+Built-ins are plugins. completer's own pyproject.toml declares `lstm`, `gru`, `rnn` under the
+`completer.cells` group and its decoders under `completer.decoders`, exactly as a third-party
+distribution does (see plugins/completer-mgu). Loading is lazy and per name, so asking for
+`lstm` imports one module; listing everything imports every plugin.
+
+Extension points (what an entry point must name):
+  completer.cells     a subclass of `completer.cells.base.Cell`
+  completer.decoders  a subclass of `completer.decoders.Decoder`
+
+A plugin that fails to import is reported by name, distribution and error, and never stops the
+others. `COMPLETER_PLUGINS=a,b` restricts third-party plugins to those component or
+distribution names (`COMPLETER_PLUGINS=` with nothing loads none); built-ins always load.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+from importlib import metadata
+
+from completer.errors import CompleterError
+
+GROUPS = {"cell": "completer.cells", "decoder": "completer.decoders"}
+BUILTIN = "completer"
+
+
+@dataclass
+class Component:
+    kind: str
+    name: str
+    target: str  # "module:attr", or "<runtime>" for register()
+    dist: str
+    version: str
+    status: str = "not loaded"  # "ok", "error: ...", "disabled (COMPLETER_PLUGINS)", "shadowed by ..."
+    obj: object = field(default=None, repr=False)
+    entry_point: object = field(default=None, repr=False)
+
+    def as_dict(self) -> dict:
+        return {"kind": self.kind, "name": self.name, "target": self.target, "dist": self.dist,
+                "version": self.version, "status": self.status}
+
+
+def _allowed(name: str, dist: str) -> bool:
+    wanted = os.environ.get("COMPLETER_PLUGINS")
+    if wanted is None or dist == BUILTIN:
+        return True
+    names = {w.strip() for w in wanted.split(",") if w.strip()}
+    return name in names or dist in names
+
+
+class Registry:
+    def __init__(self):
+        self._lock = threading.RLock()
+        self._found: dict[str, dict[str, Component]] = {}
+
+    def _discover(self, kind: str) -> dict[str, Component]:
+        with self._lock:
+            if kind in self._found:
+                return self._found[kind]
+            found: dict[str, Component] = {}
+            eps = sorted(metadata.entry_points(group=GROUPS[kind]),
+                         key=lambda ep: (ep.dist is None or ep.dist.name != BUILTIN, ep.name))
+            for ep in eps:
+                dist = ep.dist.name if ep.dist else "?"
+                version = ep.dist.version if ep.dist else "?"
+                comp = Component(kind, ep.name, ep.value, dist, version, entry_point=ep)
+                if ep.name in found:
+                    if found[ep.name].target != ep.value:  # same target twice = same dist seen twice
+                        comp.status = f"shadowed by {found[ep.name].dist}"
+                        found[f"{ep.name}@{dist}"] = comp
+                    continue
+                if not _allowed(ep.name, dist):
+                    comp.status = "disabled (COMPLETER_PLUGINS)"
+                found[ep.name] = comp
+            self._found[kind] = found
+            return found
+
+    def _load(self, comp: Component) -> Component:
+        if comp.status == "not loaded":
+            try:
+                comp.obj = comp.entry_point.load()
+                comp.status = "ok"
+            except Exception as exc:  # a broken plugin is reported, never fatal
+                comp.status = f"error: {type(exc).__name__}: {exc}"
+        return comp
+
+    def components(self, kind: str) -> list[Component]:
+        """Every component of a kind, each loaded (or its failure recorded)."""
+        with self._lock:
+            return [self._load(c) for c in self._discover(kind).values()]
+
+    def names(self, kind: str) -> list[str]:
+        return [c.name for c in self.components(kind) if c.status == "ok"]
+
+    def get(self, kind: str, name: str):
+        """The loaded object registered as `name`, or a CompleterError that says what exists."""
+        with self._lock:
+            comp = self._discover(kind).get(name)
+            if comp is not None:
+                self._load(comp)
+            if comp is None or comp.status != "ok":
+                why = f" ({comp.status})" if comp is not None else ""
+                avail = ", ".join(self.names(kind)) or "none"
+                raise CompleterError(f"unknown {kind} {name!r}{why}; available: {avail}")
+            return comp.obj
+
+    def register(self, kind: str, name: str, obj, dist: str = "<runtime>") -> None:
+        """Add a component at run time (tests, embedding applications)."""
+        with self._lock:
+            self._discover(kind)[name] = Component(kind, name, "<runtime>", dist, "-", "ok", obj)
+
+    def unregister(self, kind: str, name: str) -> None:
+        with self._lock:
+            self._discover(kind).pop(name, None)
+
+
+registry = Registry()
