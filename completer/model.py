@@ -148,17 +148,22 @@ class CharModel:
                 dx = dx * mask
             ds = dstate[l] if dstate is not None else cell.zero_state(B, dx.dtype)
             dxp, g, dstate0[l] = cell.backward(p, cell_cache, dx, ds)   # dxp (T, B, G*H)
-            dxp2 = dxp.reshape(T * B, -1)
+            dxp2 = dxp.reshape(T * B, -1)                          # (T*B, G*H)
             for k, v in g.items():
                 grads[f"layers.{l}.{k}"] = v
-            grads[f"layers.{l}.b"] = dxp2.sum(axis=0)
             if l:
+                grads[f"layers.{l}.b"] = dxp2.sum(axis=0)
                 grads[f"layers.{l}.Wx"] = x_in.reshape(T * B, -1).T @ dxp2
                 dx = (dxp2 @ p["Wx"].T).reshape(T, B, -1)
             else:
-                # the gather from the table: scatter dxp into rows, then through embed @ Wx
-                dtable = np.zeros((self.config.vocab_size, dxp2.shape[1]), dxp2.dtype)
-                np.add.at(dtable, ids.reshape(-1), dxp2)
+                # the gather from the table, reversed: sum dxp's rows per character as one
+                # (V, T*B) one-hot @ (T*B, G*H) product (np.add.at is ~3x slower), then
+                # through table = embed @ Wx + b
+                V = self.config.vocab_size
+                onehot = np.zeros((V, T * B), dxp2.dtype)
+                onehot[ids.reshape(-1), np.arange(T * B)] = 1.0
+                dtable = onehot @ dxp2                              # (V, G*H)
+                grads["layers.0.b"] = dtable.sum(axis=0)
                 grads["layers.0.Wx"] = self.params["embed"].T @ dtable
                 grads["embed"] = dtable @ p["Wx"].T
         return grads, dstate0

@@ -15,6 +15,11 @@ table), so a cell only implements the recurrence on top of `xp`:
 `state` is a tuple of (B, H) arrays whose first item is the output h (LSTM: (h, c)). `grads`
 holds the gradients of the recurrent params only; the model derives Wx's and b's from dxp.
 All math follows the dtype of the params: float32 in use, float64 in the gradient check.
+
+Speed: a cell's window passes write into buffers kept on the cell (`workspace`) and reused by
+every window of the same shape, so the hot loop allocates nothing and never faults in fresh
+pages. A cache therefore stays valid only until the next forward of the same shape; backward
+checks that (`check_cache`) instead of silently reading overwritten buffers.
 """
 from __future__ import annotations
 
@@ -28,6 +33,27 @@ class Cell:
 
     def __init__(self, input_size: int, hidden_size: int):
         self.D, self.H = input_size, hidden_size
+        self._workspaces = {}
+
+    def workspace(self, T: int, B: int, dtype, shapes: dict) -> dict:
+        """Buffers {name: array of shapes[name]} for windows of (T, B), reused across windows.
+
+        The dict also holds "gen", bumped on every call: caches record it, see check_cache."""
+        key = (T, B, np.dtype(dtype))
+        ws = self._workspaces.get(key)
+        if ws is None:
+            if len(self._workspaces) >= 4:  # e.g. training + evaluation shapes; drop stale ones
+                self._workspaces.clear()
+            ws = self._workspaces[key] = {k: np.empty(s, dtype) for k, s in shapes.items()}
+            ws["gen"] = 0
+        ws["gen"] += 1
+        return ws
+
+    @staticmethod
+    def check_cache(ws: dict, gen: int) -> None:
+        if ws["gen"] != gen:
+            raise RuntimeError("this forward cache was overwritten by a later forward of the same "
+                               "shape; call backward before the next forward")
 
     def uniform(self, rng, shape, dtype):
         bound = 1.0 / np.sqrt(self.H)  # PyTorch's default for recurrent layers

@@ -34,45 +34,60 @@ class GRU(Cell):
 
     def forward(self, p, xp, state):
         T, B, _ = xp.shape
-        H, Wh, bn = self.H, p["Wh"], p["bn"]
-        hs = np.empty((T + 1, B, H), xp.dtype)
-        acts = np.empty_like(xp)                                    # (T, B, 3H): r, z, n
-        hpn = np.empty((T, B, H), xp.dtype)                         # hp_n + bn, needed by grad_r
-        hp = np.empty((B, 3 * H), xp.dtype)
+        H, H2, Wh, bn = self.H, 2 * self.H, p["Wh"], p["bn"]
+        ws = self.workspace(T, B, xp.dtype, {
+            "hs": (T + 1, B, H), "acts": (T, B, 3 * H),            # acts: r, z, n
+            "hpn": (T, B, H), "hp": (B, 3 * H),                     # hpn = hp_n + bn, needed by grad_r
+            "dxp": (T, B, 3 * H), "dhp": (T, B, 3 * H), "dh": (B, H), "dh_next": (B, H),
+            "dhz": (B, H), "tmp": (B, H), "drz": (B, 2 * H)})
+        hs, acts, hpn, hp = ws["hs"], ws["acts"], ws["hpn"], ws["hp"]
         hs[0] = state[0]
         for t in range(T):
-            a = acts[t]
+            a = acts[t]                                             # (B, 3H)
             np.matmul(hs[t], Wh, out=hp)
-            np.add(xp[t, :, :2 * H], hp[:, :2 * H], out=a[:, :2 * H])
-            sigmoid(a[:, :2 * H], out=a[:, :2 * H])
-            r, z, n = a[:, :H], a[:, H:2 * H], a[:, 2 * H:]
-            np.add(hp[:, 2 * H:], bn, out=hpn[t])
+            np.add(xp[t, :, :H2], hp[:, :H2], out=a[:, :H2])
+            sigmoid(a[:, :H2], out=a[:, :H2])
+            r, z, n = a[:, :H], a[:, H:H2], a[:, H2:]
+            np.add(hp[:, H2:], bn, out=hpn[t])
             np.multiply(r, hpn[t], out=n)
-            n += xp[t, :, 2 * H:]
+            n += xp[t, :, H2:]
             np.tanh(n, out=n)
-            np.subtract(hs[t], n, out=hs[t + 1])
+            np.subtract(hs[t], n, out=hs[t + 1])                    # h' = n + z * (h - n)
             hs[t + 1] *= z
             hs[t + 1] += n
-        return hs[1:], (hs[T].copy(),), (hs, acts, hpn)
+        return hs[1:], (hs[T].copy(),), (ws, ws["gen"])
 
     def backward(self, p, cache, dhs, dstate):
-        hs, acts, hpn = cache
+        ws, gen = cache
+        self.check_cache(ws, gen)
+        hs, acts, hpn, dxp, dhp = ws["hs"], ws["acts"], ws["hpn"], ws["dxp"], ws["dhp"]
+        dh, dh_next, dhz, tmp, drz = ws["dh"], ws["dh_next"], ws["dhz"], ws["tmp"], ws["drz"]
         T, B, H = dhs.shape
-        WhT = np.ascontiguousarray(p["Wh"].T)                       # (3H, H)
-        dxp = np.empty_like(acts)                                   # (T, B, 3H)
-        dhp = np.empty_like(acts)                                   # grads of h @ Wh, per step
-        dh_next = dstate[0].copy()
+        H2 = 2 * H
+        WhT = np.ascontiguousarray(p["Wh"].T)                       # (3H, H), once per window
+        dh_next[...] = dstate[0]
         for t in reversed(range(T)):
-            a = acts[t]
-            r, z, n = a[:, :H], a[:, H:2 * H], a[:, 2 * H:]
-            dh = dhs[t] + dh_next
-            grad_an = dh * (1.0 - z) * (1.0 - n * n)
-            dxp[t, :, 2 * H:] = grad_an
-            np.multiply(grad_an, r, out=dhp[t, :, 2 * H:])
-            np.multiply(grad_an * hpn[t], r * (1.0 - r), out=dxp[t, :, :H])          # grad_ar
-            np.multiply(dh * (hs[t] - n), z * (1.0 - z), out=dxp[t, :, H:2 * H])     # grad_az
-            dhp[t, :, :2 * H] = dxp[t, :, :2 * H]
-            dh_next = dh * z + dhp[t] @ WhT
+            a, dx = acts[t], dxp[t]
+            r, z, n = a[:, :H], a[:, H:H2], a[:, H2:]
+            grad_ar, grad_az, grad_an = dx[:, :H], dx[:, H:H2], dx[:, H2:]
+            np.add(dhs[t], dh_next, out=dh)
+            np.multiply(dh, z, out=dhz)                             # the direct path h -> h'
+            # grad_an = dh * (1 - z) * (1 - n^2)
+            np.subtract(dh, dhz, out=grad_an)
+            np.multiply(n, n, out=tmp)
+            np.subtract(1.0, tmp, out=tmp)
+            grad_an *= tmp
+            np.multiply(grad_an, r, out=dhp[t, :, H2:])             # through r * (hp_n + bn)
+            # grad_ar = grad_an * (hp_n + bn) * r(1 - r);  grad_az = dh * (h - n) * z(1 - z)
+            np.multiply(grad_an, hpn[t], out=grad_ar)
+            np.subtract(hs[t], n, out=grad_az)
+            grad_az *= dh
+            np.multiply(a[:, :H2], a[:, :H2], out=drz)
+            np.subtract(a[:, :H2], drz, out=drz)
+            dx[:, :H2] *= drz
+            dhp[t, :, :H2] = dx[:, :H2]
+            np.matmul(dhp[t], WhT, out=dh_next)
+            dh_next += dhz
         dWh = hs[:T].reshape(T * B, H).T @ dhp.reshape(T * B, 3 * H)
-        dbn = dhp[:, :, 2 * H:].sum(axis=(0, 1))
-        return dxp, {"Wh": dWh, "bn": dbn}, (dh_next,)
+        dbn = dhp[:, :, H2:].sum(axis=(0, 1))
+        return dxp, {"Wh": dWh, "bn": dbn}, (dh_next.copy(),)

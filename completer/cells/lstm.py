@@ -38,42 +38,58 @@ class LSTM(Cell):
 
     def forward(self, p, xp, state):
         T, B, _ = xp.shape
-        H, Wh = self.H, p["Wh"]
-        hs = np.empty((T + 1, B, H), xp.dtype)                      # hs[0] = incoming h
-        cs = np.empty((T + 1, B, H), xp.dtype)
-        tanh_c = np.empty((T, B, H), xp.dtype)
-        acts = np.empty_like(xp)                                    # (T, B, 4H) gate activations
+        H, H3, Wh = self.H, 3 * self.H, p["Wh"]
+        ws = self.workspace(T, B, xp.dtype, {
+            "hs": (T + 1, B, H), "cs": (T + 1, B, H),              # [0] = incoming state
+            "tanh_c": (T, B, H), "acts": (T, B, 4 * H),             # acts: i, f, o, g activations
+            "dxp": (T, B, 4 * H), "dh": (B, H), "dh_next": (B, H), "dc": (B, H), "tmp": (B, H),
+            "dgate": (B, 4 * H)})
+        hs, cs, tanh_c, acts, tmp = ws["hs"], ws["cs"], ws["tanh_c"], ws["acts"], ws["tmp"]
         hs[0], cs[0] = state
         for t in range(T):
-            a = acts[t]
+            a = acts[t]                                             # (B, 4H)
             np.matmul(hs[t], Wh, out=a)
             a += xp[t]
-            self._gates(a)
-            np.multiply(a[:, H:2 * H], cs[t], out=cs[t + 1])
-            cs[t + 1] += a[:, :H] * a[:, 3 * H:]
+            sigmoid(a[:, :H3], out=a[:, :H3])
+            np.tanh(a[:, H3:], out=a[:, H3:])
+            np.multiply(a[:, H:2 * H], cs[t], out=cs[t + 1])       # c' = f * c + i * g
+            np.multiply(a[:, :H], a[:, H3:], out=tmp)
+            cs[t + 1] += tmp
             np.tanh(cs[t + 1], out=tanh_c[t])
-            np.multiply(a[:, 2 * H:3 * H], tanh_c[t], out=hs[t + 1])
-        cache = (hs, cs, tanh_c, acts)
-        return hs[1:], (hs[T].copy(), cs[T].copy()), cache
+            np.multiply(a[:, 2 * H:H3], tanh_c[t], out=hs[t + 1])  # h' = o * tanh(c')
+        return hs[1:], (hs[T].copy(), cs[T].copy()), (ws, ws["gen"])
 
     def backward(self, p, cache, dhs, dstate):
-        hs, cs, tanh_c, acts = cache
+        ws, gen = cache
+        self.check_cache(ws, gen)
+        hs, cs, tanh_c, acts, dxp = ws["hs"], ws["cs"], ws["tanh_c"], ws["acts"], ws["dxp"]
+        dh, dh_next, dc, tmp, dgate = ws["dh"], ws["dh_next"], ws["dc"], ws["tmp"], ws["dgate"]
         T, B, H = dhs.shape
-        WhT = np.ascontiguousarray(p["Wh"].T)                       # (4H, H)
-        dxp = np.empty_like(acts)                                   # (T, B, 4H)
-        dh_next, dc = dstate[0].copy(), dstate[1].copy()
+        H3 = 3 * H
+        WhT = np.ascontiguousarray(p["Wh"].T)                       # (4H, H), once per window
+        dh_next[...], dc[...] = dstate
         for t in reversed(range(T)):
-            a, da = acts[t], dxp[t]
-            i, f, o, g = a[:, :H], a[:, H:2 * H], a[:, 2 * H:3 * H], a[:, 3 * H:]
-            dh = dhs[t] + dh_next
-            # dc accumulates the path through tanh(c') on top of the carried dc
-            dc += dh * o * (1.0 - tanh_c[t] * tanh_c[t])
-            np.multiply(dh * tanh_c[t], o * (1.0 - o), out=da[:, 2 * H:3 * H])  # grad_ao
-            np.multiply(dc * g, i * (1.0 - i), out=da[:, :H])                   # grad_ai
-            np.multiply(dc * cs[t], f * (1.0 - f), out=da[:, H:2 * H])          # grad_af
-            np.multiply(dc * i, 1.0 - g * g, out=da[:, 3 * H:])                 # grad_ag
+            a, da = acts[t], dxp[t]                                 # (B, 4H)
+            i, f, o, g = a[:, :H], a[:, H:2 * H], a[:, 2 * H:H3], a[:, H3:]
+            np.add(dhs[t], dh_next, out=dh)
+            # dc += dh * o * tanh'(c'): the path through h' on top of the carried dc
+            np.multiply(tanh_c[t], tanh_c[t], out=tmp)
+            np.subtract(1.0, tmp, out=tmp)
+            tmp *= o
+            tmp *= dh
+            dc += tmp
+            # gradients w.r.t. the activations, then times the local derivatives in one pass
+            np.multiply(dh, tanh_c[t], out=da[:, 2 * H:H3])         # d o
+            np.multiply(dc, g, out=da[:, :H])                       # d i
+            np.multiply(dc, cs[t], out=da[:, H:2 * H])              # d f
+            np.multiply(dc, i, out=da[:, H3:])                      # d g
+            np.multiply(a[:, :H3], a[:, :H3], out=dgate[:, :H3])    # sigmoid' = s - s^2
+            np.subtract(a[:, :H3], dgate[:, :H3], out=dgate[:, :H3])
+            np.multiply(g, g, out=dgate[:, H3:])                    # tanh' = 1 - g^2
+            np.subtract(1.0, dgate[:, H3:], out=dgate[:, H3:])
+            da *= dgate                                             # grad_ai, grad_af, grad_ao, grad_ag
             dc *= f
-            dh_next = da @ WhT
+            np.matmul(da, WhT, out=dh_next)
         # all T weight gradients as one product: (H, T*B) @ (T*B, 4H)
         dWh = hs[:T].reshape(T * B, H).T @ dxp.reshape(T * B, 4 * H)
-        return dxp, {"Wh": dWh}, (dh_next, dc)
+        return dxp, {"Wh": dWh}, (dh_next.copy(), dc.copy())

@@ -22,23 +22,28 @@ class RNN(Cell):
     def forward(self, p, xp, state):
         T, B, H = xp.shape
         Wh = p["Wh"]
-        hs = np.empty((T + 1, B, H), xp.dtype)
+        ws = self.workspace(T, B, xp.dtype, {"hs": (T + 1, B, H), "dxp": (T, B, H), "deriv": (T, B, H),
+                                              "dh_next": (B, H)})
+        hs = ws["hs"]                                               # hs[0] = incoming h
         hs[0] = state[0]
         for t in range(T):
             np.matmul(hs[t], Wh, out=hs[t + 1])
             hs[t + 1] += xp[t]
             np.tanh(hs[t + 1], out=hs[t + 1])
-        return hs[1:], (hs[T].copy(),), hs
+        return hs[1:], (hs[T].copy(),), (ws, ws["gen"])
 
     def backward(self, p, cache, dhs, dstate):
-        hs = cache
+        ws, gen = cache
+        self.check_cache(ws, gen)
+        hs, dxp, deriv, dh_next = ws["hs"], ws["dxp"], ws["deriv"], ws["dh_next"]
         T, B, H = dhs.shape
         WhT = np.ascontiguousarray(p["Wh"].T)
-        dxp = np.empty_like(dhs)                                    # (T, B, H)
-        dh_next = dstate[0]
+        np.multiply(hs[1:], hs[1:], out=deriv)                      # tanh' = 1 - h'^2, whole window
+        np.subtract(1.0, deriv, out=deriv)
+        dh_next[...] = dstate[0]
         for t in reversed(range(T)):
             np.add(dhs[t], dh_next, out=dxp[t])
-            dxp[t] *= 1.0 - hs[t + 1] * hs[t + 1]                   # grad_a = dh * tanh'
-            dh_next = dxp[t] @ WhT
+            dxp[t] *= deriv[t]                                      # grad_a = dh * tanh'
+            np.matmul(dxp[t], WhT, out=dh_next)
         dWh = hs[:T].reshape(T * B, H).T @ dxp.reshape(T * B, H)
-        return dxp, {"Wh": dWh}, (dh_next,)
+        return dxp, {"Wh": dWh}, (dh_next.copy(),)
