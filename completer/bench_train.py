@@ -42,23 +42,24 @@ def clip_and_adam(params, grads, state, lr=LR, clip=CLIP, b1=0.9, b2=0.999, eps=
     scale = min(1.0, clip / (norm + 1e-6))
     t = state["t"] = state.get("t", 0) + 1
     step = lr * np.sqrt(1.0 - b2 ** t) / (1.0 - b1 ** t)   # bias corrections folded into the step
+    eps_t = eps * np.sqrt(1.0 - b2 ** t)
     for k, p in params.items():
         g = grads[k]
-        if scale < 1.0:
-            g *= scale
         if k not in state:
-            state[k] = (np.zeros_like(p), np.zeros_like(p))
-        m, v = state[k]
+            state[k] = (np.zeros_like(p), np.zeros_like(p), np.empty_like(p))
+        m, v, tmp = state[k]
+        np.multiply(g, (1.0 - b1) * scale, out=tmp)
         m *= b1
-        m += (1.0 - b1) * g                                  # m <- b1 m + (1 - b1) g
-        g *= g
+        m += tmp                                             # m <- b1 m + (1 - b1) g
+        np.multiply(g, g, out=tmp)
+        tmp *= (1.0 - b2) * scale * scale
         v *= b2
-        v += (1.0 - b2) * g                                  # v <- b2 v + (1 - b2) g^2
-        np.sqrt(v, out=g)
-        g += eps * np.sqrt(1.0 - b2 ** t)
-        np.divide(m, g, out=g)
-        g *= step
-        p -= g
+        v += tmp                                             # v <- b2 v + (1 - b2) g^2
+        np.sqrt(v, out=tmp)
+        tmp += eps_t
+        np.divide(m, tmp, out=tmp)
+        tmp *= step
+        p -= tmp
     return norm
 
 
