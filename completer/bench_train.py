@@ -10,6 +10,7 @@ carried across windows, median step time after a warm-up) so the two figures com
 """
 from __future__ import annotations
 
+import os
 import statistics
 import time
 
@@ -30,6 +31,16 @@ def parse_config(name: str) -> tuple:
         hidden, layers = (int(v) for v in rest.split("x"))
     except ValueError:
         raise CompleterError(f"bad config {name!r}: expected CELL-HIDDENxLAYERS, e.g. lstm-512x1") from None
+    return cell, hidden, layers
+
+
+def validate_config(name: str) -> tuple:
+    """Parse and check a config name (cell registered, sizes possible) before any measuring."""
+    from completer.registry import registry
+
+    cell, hidden, layers = parse_config(name)
+    registry.get("cell", cell)
+    ModelConfig(cell=cell, vocab_size=VOCAB, embed=EMBED, hidden=hidden, layers=layers).validate()
     return cell, hidden, layers
 
 
@@ -95,10 +106,13 @@ def time_config(name: str, steps: int = 20, warmup: int = 3) -> float:
 def measure(configs=DEFAULT_CONFIGS, steps: int = 20, warmup: int = 3) -> dict:
     """Training throughput per config, in characters/second (median step)."""
     for name in configs:
-        parse_config(name)
+        validate_config(name)
     rates = {name: round(BATCH * WINDOW / time_config(name, steps, warmup)) for name in configs}
+    # OpenBLAS uses every core unless told otherwise; under contention from other processes its
+    # per-step synchronisation is what suffers first, so the figure depends on this setting
+    threads = os.environ.get("OPENBLAS_NUM_THREADS") or os.environ.get("OMP_NUM_THREADS") or os.cpu_count()
     return {"train_chars_per_s": rates, "batch": BATCH, "window": WINDOW, "embed": EMBED,
-            "vocab": VOCAB, "dtype": "float32", "steps": steps}
+            "vocab": VOCAB, "dtype": "float32", "steps": steps, "blas_threads": int(threads)}
 
 
 def _timed(fn, bucket: list):

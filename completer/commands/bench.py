@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import sys
 
 from completer.commands.common import nonneg_int, positive_int
 
@@ -25,16 +24,17 @@ def add_parser(sub):
     p.add_argument("--warmup", type=nonneg_int, default=3, help="untimed steps first (default 3)")
     p.add_argument("--phases", action="store_true", help="also print where the time of a step goes, per config")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    p.epilog = ("OpenBLAS uses every core by default; OPENBLAS_NUM_THREADS=N sets its threads "
+                "(compare with torch_reference.py --threads N).")
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
     from completer import bench_train
-    from completer.registry import registry
 
     configs = args.configs or bench_train.DEFAULT_CONFIGS
     for name in configs:  # validate everything before spending minutes measuring
-        registry.get("cell", bench_train.parse_config(name)[0])
+        bench_train.validate_config(name)
     result = bench_train.measure(configs, steps=args.steps, warmup=args.warmup)
     if args.phases:
         result["phases_ms"] = {name: bench_train.phases(name, steps=args.steps) for name in configs}
@@ -54,5 +54,5 @@ def run(args) -> int:
         print(f"{name:12s} " + "  ".join(f"{k} {v:.1f}" for k, v in ph.items()) + "  (ms per step)")
     for key, value in result.items():
         if key not in ("train_chars_per_s", "phases_ms", "batch", "window", "embed", "vocab", "dtype", "steps"):
-            print(f"{key}: {value}", file=sys.stdout)
+            print(f"{key}: {value}")
     return 0

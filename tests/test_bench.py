@@ -1,0 +1,82 @@
+"""`completer bench`: the training-throughput measurement, its optimizer step, and its CLI."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from completer import bench_train
+from completer.model import CharModel, ModelConfig
+
+
+def textbook_adam(p, grads_seq, lr, clip, b1=0.9, b2=0.999, eps=1e-8):
+    m, v = np.zeros_like(p), np.zeros_like(p)
+    for t, g in enumerate(grads_seq, 1):
+        norm = np.sqrt((g * g).sum())
+        g = g * min(1.0, clip / (norm + 1e-6))
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        p = p - lr * (m / (1 - b1 ** t)) / (np.sqrt(v / (1 - b2 ** t)) + eps)
+    return p
+
+
+def test_clip_and_adam_matches_the_textbook_update():
+    rng = np.random.default_rng(0)
+    p0 = rng.standard_normal(50)
+    grads_seq = [rng.standard_normal(50) * s for s in (10.0, 0.1, 3.0)]  # clipped, not, clipped
+    p, state = p0.copy(), {}
+    for g in grads_seq:
+        bench_train.clip_and_adam({"w": p}, {"w": g.copy()}, state, lr=0.01, clip=5.0)
+    np.testing.assert_allclose(p, textbook_adam(p0, grads_seq, 0.01, 5.0), rtol=1e-10, atol=1e-12)
+
+
+def test_a_stale_forward_cache_is_refused():
+    model = CharModel(ModelConfig(cell="lstm", vocab_size=7, embed=4, hidden=5), seed=0)
+    ids = np.zeros((3, 2), np.int64)
+    _, _, cache = model.forward(ids, model.zero_state(2))
+    model.forward(ids, model.zero_state(2))  # same shape: reuses the buffers the first cache reads
+    logits = np.zeros((3, 2, 7), np.float32)
+    with pytest.raises(RuntimeError, match="overwritten"):
+        model.backward(cache, logits)
+
+
+def test_repeated_windows_give_identical_gradients():
+    """Reused buffers leak nothing from one window into the next."""
+    model = CharModel(ModelConfig(cell="gru", vocab_size=9, embed=4, hidden=6, layers=2), seed=1)
+    rng = np.random.default_rng(0)
+    ids, targets = rng.integers(0, 9, (5, 3)), rng.integers(0, 9, (5, 3))
+    first = model.loss_and_grads(ids, targets, model.zero_state(3))[1]
+    model.loss_and_grads(rng.integers(0, 9, (5, 3)), targets, model.zero_state(3))
+    again = model.loss_and_grads(ids, targets, model.zero_state(3))[1]
+    for k in first:
+        np.testing.assert_array_equal(first[k], again[k])
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "completer", "bench", *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_bench_json_reports_every_config():
+    out = run_cli("--json", "--configs", "rnn-8x1", "lstm-8x1", "--steps", "2", "--warmup", "0")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    rates = result["train_chars_per_s"]
+    assert set(rates) == {"rnn-8x1", "lstm-8x1"}
+    assert all(isinstance(r, int) and r > 0 for r in rates.values())
+    assert (result["batch"], result["window"], result["embed"]) == (32, 128, 64)
+
+
+def test_phases_cover_the_step():
+    ph = bench_train.phases("gru-8x1", steps=2, warmup=0)
+    assert {"cell_forward", "cell_backward", "softmax_xent", "head_and_input", "optimizer",
+            "recurrent_products", "weight_grad_product"} <= set(ph)
+    assert ph["total"] > 0
+
+
+@pytest.mark.parametrize("config", ["lstm-512", "nosuchcell-8x1", "lstm-0x1", "rnn-8x0"])
+def test_bad_config_is_one_line_and_exit_2(config):
+    out = run_cli("--configs", "rnn-8x1", config, "--steps", "1")  # refused before measuring
+    assert out.returncode == 2
+    assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
