@@ -53,6 +53,10 @@ def _fmt_count(n: float) -> str:
     return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.1f}k" if n >= 1e3 else f"{n:.0f}"
 
 
+def _files(n: int) -> str:
+    return f"{n} file{'' if n == 1 else 's'}"
+
+
 def _fmt_duration(s: float) -> str:
     s = int(round(s))
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
@@ -339,10 +343,11 @@ class Run:
     def describe(self) -> str:
         c, o = self.corpus, self.opts
         nval = sum(len(f.text) for f in self.val_files)
-        held = (f"; held out {len(self.held_files)} files ({sum(len(f.text) for f in self.held_files):,} chars)"
+        held = (f"; held out {_files(len(self.held_files))} ({sum(len(f.text) for f in self.held_files):,} chars)"
                 if self.held_files else "")
-        return (f"corpus: {len(c.files)} files, {c.chars:,} characters under {self.repo}: train {len(self.train_files)} "
-                f"files ({self.streams.N:,} chars), validation {len(self.val_files)} files ({nval:,} chars){held}; "
+        return (f"corpus: {_files(len(c.files))}, {c.chars:,} characters under {self.repo}: train "
+                f"{_files(len(self.train_files))} ({self.streams.N:,} chars), validation {_files(len(self.val_files))} "
+                f"({nval:,} chars){held}; "
                 f"skipped {c.skip_summary()}\n"
                 f"model: {o['cell']} hidden {self.model.config.hidden} x {self.model.config.layers} layers, embed "
                 f"{self.model.config.embed}, vocabulary {len(self.vocab)}, {self.model.n_params():,} parameters; "
@@ -351,6 +356,7 @@ class Run:
 
     def train(self) -> dict:
         o, log = self.opts, self.log
+        self._prepare_out()
         log(self.describe())
         if self.verbose:
             for what, d in (("file", self.corpus.skipped), ("directory", self.corpus.skipped_dirs)):
@@ -361,7 +367,6 @@ class Run:
                 log(f"  validation file {f.path}")
         if self.resume:
             log(f"resume: {self.out} at step {self.step} (epoch {self.epoch:.2f})")
-        self._prepare_out()
         self._metrics_file = self._open_metrics()
         try:
             with StopSignal() as stop:
