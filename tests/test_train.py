@@ -178,3 +178,10 @@ def test_plot_command_and_missing_matplotlib(repo, tmp_path, capsys, monkeypatch
     assert "pip install 'completer[plot]'" in capsys.readouterr().err
     assert train(repo, tmp_path / "run2", "--steps", "2") == 0
     assert "plot: skipped (matplotlib is not installed" in capsys.readouterr().err
+
+
+def test_minutes_budget_and_verbose(repo, tmp_path, capsys):
+    rc, out = train(repo, tmp_path / "run", "--minutes", "0.002", "--verbose", "--json", capsys=capsys)
+    s = json.loads(out.out.splitlines()[-1])
+    assert rc == 0 and s["stopped"] == "minutes" and s["steps"] >= 1 and s["seconds"] >= 0.12
+    assert "skipped file latin1.py: not UTF-8" in out.err and "skipped directory loop: symlink loop" in out.err
