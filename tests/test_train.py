@@ -181,7 +181,30 @@ def test_plot_command_and_missing_matplotlib(repo, tmp_path, capsys, monkeypatch
 
 
 def test_minutes_budget_and_verbose(repo, tmp_path, capsys):
-    rc, out = train(repo, tmp_path / "run", "--minutes", "0.002", "--verbose", "--json", capsys=capsys)
+    rc, out = train(repo, tmp_path / "run", "--minutes", "0.002", "--verbose", "--val-chars", "50", "--json", capsys=capsys)
     s = json.loads(out.out.splitlines()[-1])
     assert rc == 0 and s["stopped"] == "minutes" and s["steps"] >= 1 and s["seconds"] >= 0.12
+    assert "chars, first 50 used)" in out.err
     assert "skipped file latin1.py: not UTF-8" in out.err and "skipped directory loop: symlink loop" in out.err
+
+
+def test_signal_during_validation_validates_on_resume(repo, tmp_path, monkeypatch):
+    """SIGINT mid-validation abandons it; --resume runs that validation first, so the run's records
+    and weights equal an uninterrupted run's."""
+    opts = dict(hidden=16, embed=8, batch=4, seq=16, val_every=10, steps=30)
+    Run(repo, tmp_path / "a", opts).train()
+    original = Run.validate
+
+    def interrupted_validation(self, should_stop):
+        if self.step == 20:
+            os.kill(os.getpid(), signal.SIGINT)
+        return original(self, should_stop)
+
+    monkeypatch.setattr(Run, "validate", interrupted_validation)
+    s = Run(repo, tmp_path / "b", opts).train()
+    assert s["signal"] == signal.SIGINT and s["steps"] == 20 and s["val_bpc"] == records(tmp_path / "a", "val")[0]["val_bpc"]
+    monkeypatch.setattr(Run, "validate", original)
+    assert Run(repo, tmp_path / "b", {}, resume=True).train()["steps"] == 30
+    assert [r["val_bpc"] for r in records(tmp_path / "b", "val")] == [r["val_bpc"] for r in records(tmp_path / "a", "val")]
+    a, b = checkpoint.load(tmp_path / "a")[0], checkpoint.load(tmp_path / "b")[0]
+    assert all(np.array_equal(a.params[k], b.params[k]) for k in a.params)

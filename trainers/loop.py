@@ -42,7 +42,7 @@ RUN_FILES = (checkpoint.BEST, checkpoint.LAST, STATE, METRICS, PLOT)
 MODEL_KEYS = ("cell", "hidden", "layers", "embed", "dropout")
 DEFAULTS = dict(cell="lstm", hidden=256, layers=1, embed=64, dropout=0.0,
                 batch=32, seq=128, lr=None, optimizer="adam", clip=5.0, warmup=None,
-                seed=0, val_fraction=0.1, val_every=100, patience=10, log_every=10,
+                seed=0, val_fraction=0.1, val_every=100, val_chars=250_000, patience=10, log_every=10,
                 include=[], heldout=[], max_file_bytes=corpus_mod.MAX_FILE_BYTES)
 BUDGET_KEYS = ("steps", "epochs", "minutes")
 DEFAULT_EPOCHS = 20
@@ -127,7 +127,7 @@ class Run:
                 if v != saved[k]:
                     raise CompleterError(f"--{k.replace('_', '-')} {v} contradicts the run being resumed "
                                          f"({k} {saved[k]}); drop it, or start a new run with --force")
-            opts = {k: saved[k] for k in DEFAULTS}
+            opts = {k: saved.get(k, v) for k, v in DEFAULTS.items()}
             if not budget:
                 budget = {k: saved[k] for k in BUDGET_KEYS if saved.get(k) is not None}
         if not budget:
@@ -135,7 +135,7 @@ class Run:
         opts.update({k: budget.get(k) for k in BUDGET_KEYS})
         if opts["lr"] is None:
             opts["lr"] = optim.DEFAULT_LR[opts["optimizer"]]
-        for key, low in (("batch", 1), ("seq", 1), ("val_every", 1), ("log_every", 1)):
+        for key, low in (("batch", 1), ("seq", 1), ("val_every", 1), ("val_chars", 2), ("log_every", 1)):
             if not isinstance(opts[key], int) or opts[key] < low:
                 raise CompleterError(f"--{key.replace('_', '-')} must be a whole number >= {low}, got {opts[key]!r}")
         if not (opts["lr"] > 0 and math.isfinite(opts["lr"])):
@@ -190,7 +190,8 @@ class Run:
             self.model = CharModel(config, seed=o["seed"])  # CompleterError for an unknown cell or bad size
         docs = [self.vocab.encode(f.text) for f in self.train_files]
         self.streams = Streams(docs, o["batch"], o["seq"], o["seed"])
-        self.val_ids = self.vocab.encode("".join(f.text for f in self.val_files))
+        # a big repo's 10% would make every validation cost more than the training between them
+        self.val_ids = self.vocab.encode("".join(f.text for f in self.val_files))[: o["val_chars"]]
         if len(self.val_ids) < 2:
             raise CompleterError("the validation files hold fewer than 2 characters; raise --val-fraction")
         self.total_steps = (o["steps"] if o["steps"] is not None else
@@ -343,11 +344,12 @@ class Run:
     def describe(self) -> str:
         c, o = self.corpus, self.opts
         nval = sum(len(f.text) for f in self.val_files)
+        used = f", first {len(self.val_ids):,} used" if nval > len(self.val_ids) else ""
         held = (f"; held out {_files(len(self.held_files))} ({sum(len(f.text) for f in self.held_files):,} chars)"
                 if self.held_files else "")
         return (f"corpus: {_files(len(c.files))}, {c.chars:,} characters under {self.repo}: train "
                 f"{_files(len(self.train_files))} ({self.streams.N:,} chars), validation {_files(len(self.val_files))} "
-                f"({nval:,} chars){held}; "
+                f"({nval:,} chars{used}){held}; "
                 f"skipped {c.skip_summary()}\n"
                 f"model: {o['cell']} hidden {self.model.config.hidden} x {self.model.config.layers} layers, embed "
                 f"{self.model.config.embed}, vocabulary {len(self.vocab)}, {self.model.n_params():,} parameters; "

@@ -63,6 +63,8 @@ def add_parser(sub):
                    help="share of files held for validation, at least one file (default 0.1)")
     v.add_argument("--val-every", type=positive_int, default=None,
                    help="validate and save checkpoints every N steps (default 100)")
+    v.add_argument("--val-chars", type=positive_int, default=None,
+                   help="validate on at most this many characters of the validation files (default 250000)")
     v.add_argument("--patience", type=nonneg_int, default=None,
                    help="stop after N validations without improvement, 0 = never (default 10)")
     v.add_argument("--include", action="append", default=None, metavar="GLOB",
@@ -83,7 +85,7 @@ def add_parser(sub):
 
 
 OPTION_FLAGS = ("cell", "hidden", "layers", "embed", "dropout", "batch", "seq", "optimizer", "lr", "clip",
-                "warmup", "seed", "steps", "epochs", "minutes", "val_fraction", "val_every", "patience",
+                "warmup", "seed", "steps", "epochs", "minutes", "val_fraction", "val_every", "val_chars", "patience",
                 "include", "heldout", "log_every")
 
 
