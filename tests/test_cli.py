@@ -71,7 +71,8 @@ def test_model_rejects_impossible_configs(config, message):
 @pytest.fixture(scope="module")
 def small_repo(tmp_path_factory):
     repo = tmp_path_factory.mktemp("repo")
-    (repo / "m.py").write_text("def f(x):\n    return x + 1\n" * 20)
+    for name in ("a.py", "b.py", "c.py"):
+        (repo / name).write_text("def f(x):\n    return x + 1\n" * 20)
     return repo
 
 
@@ -82,5 +83,5 @@ def small_repo(tmp_path_factory):
 ])
 def test_train_rejects_bad_sizes_in_one_line(small_repo, tmp_path, flags, message):
     done = run(PYTHON_M + ["train", str(small_repo), "--out", str(tmp_path / "run"), "--steps", "1",
-                           "--hidden", "8", *flags])
+                           "--hidden", "8", "--batch", "2", "--seq", "8", *flags])
     assert message in one_line_error(done)

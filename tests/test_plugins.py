@@ -235,7 +235,8 @@ def test_train_with_plugin_cell(plugin_venv, tmp_path):
     (corpus / "pkg" / "b.py").write_text("import os\n\nprint(os.getcwd())\n" * 40)
     run_dir = tmp_path / "run"
     done = run([str(plugin_venv), "-m", "completer", "train", str(corpus), "--out", str(run_dir),
-                "--cell", "mgu", "--hidden", "8", "--steps", "3"], env=clean_env())
+                "--cell", "mgu", "--hidden", "8", "--embed", "8", "--batch", "4", "--seq", "16",
+                "--steps", "3"], env=clean_env())
     assert done.returncode == 0, done.stderr
     code = ("import sys; from completer import checkpoint\n"
             "model, vocab, meta = checkpoint.load(sys.argv[1])\n"
