@@ -6,7 +6,7 @@ request. The contract (a plugin subclasses `Decoder`):
 
   decode(search, req, rng) -> list[Hyp]
       search  a `Search` over the model for this request: `search.root()` is the hypothesis of
-              the empty continuation; `search.logprobs(hyps)` -> (B, V) float64 log-probabilities
+              the empty continuation; `search.logprobs(hyps)` -> (B, V) float32 log-probabilities
               of the next character of each live hypothesis (one batched model step);
               `search.extend(hyp, i, lp)` -> a new Hyp with character id `i` (log-prob `lp`)
               appended and `.done` set when the mode's stop rule ends it; `search.check()`

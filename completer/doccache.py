@@ -2,8 +2,8 @@
 
 A state is keyed by (start, pos): the model read from a zero state over text[start:pos] (the
 engine fixes start from pos, see completer.engine). Saved states (every 64 characters, line
-starts) live in a bounded LRU; the state of the last position asked for lives in its own slot, so
-typing at the cursor costs one step. An edit at offset e keeps exactly the states with pos <= e:
+starts) live in a bounded LRU; the furthest state of each of the few most recent reads lives in
+its own slot (`heads`), so typing at the cursor costs one step per read. An edit at offset e keeps exactly the states with pos <= e:
 their text is unchanged. Not thread-safe by itself: the engine's lock guards it.
 """
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import OrderedDict
 
 CHUNK = 1 << 16
+HEADS = 4     # reads whose furthest state is kept apart from the LRU
 
 
 def common_prefix(a: str, b: str) -> int:
@@ -36,7 +37,7 @@ class DocCache:
         self.text = text
         self.size = size
         self.saved: OrderedDict = OrderedDict()   # (start, pos) -> state
-        self.last = None                          # (start, pos, state)
+        self.heads: dict = {}                     # start -> (pos, state), the latest per read
         self.max_pos = -1                         # the largest pos in saved, for cheap edits
 
     def set_text(self, text: str) -> None:
@@ -53,8 +54,8 @@ class DocCache:
 
     def invalidate(self, e: int) -> None:
         """Forget every state that read past offset e."""
-        if self.last is not None and self.last[1] > e:
-            self.last = None
+        for start in [s for s, (pos, _) in self.heads.items() if pos > e]:
+            del self.heads[start]
         if self.max_pos > e:
             for key in [k for k in self.saved if k[1] > e]:
                 del self.saved[key]
@@ -64,8 +65,9 @@ class DocCache:
         """(p, state) of the furthest known state on the read from `start` with p <= pos,
         or (start, None)."""
         best, best_state = start, None
-        if self.last is not None and self.last[0] == start and self.last[1] <= pos:
-            best, best_state = self.last[1], self.last[2]
+        head = self.heads.get(start)
+        if head is not None and head[0] <= pos:
+            best, best_state = head
             if best == pos:
                 return best, best_state
         for (s, p), state in self.saved.items():
@@ -76,7 +78,10 @@ class DocCache:
         return best, best_state
 
     def remember(self, start: int, pos: int, state, save: bool) -> None:
-        self.last = (start, pos, state)
+        self.heads.pop(start, None)
+        self.heads[start] = (pos, state)
+        if len(self.heads) > HEADS:
+            del self.heads[next(iter(self.heads))]  # the least recently moved read
         if save:
             self.saved[(start, pos)] = state
             self.saved.move_to_end((start, pos))

@@ -12,8 +12,8 @@ on the order of edits, and `complete(uri, p)` equals `complete_text(text[:p])`. 
 share a block [kS, (k+1)S) share the read that starts at (k-1)S, so states are reusable.
 
 Incremental. Per document, states are kept (in a bounded LRU, `DocCache`) every 64 characters
-and at line starts, plus the last position asked for: typing one character at the end costs one
-model step; an edit drops only the states after it; a first read of a prefix goes through the
+and at line starts, plus the furthest state of the current read and of the read the next block
+will use: typing one character at the end costs two model steps; an edit drops only the states after it; a first read of a prefix goes through the
 window path (`Net.read`: the batched input projection, then `cell.forward`).
 
 Threads. One lock per engine guards documents and caches; decoding runs outside it, on states
@@ -112,9 +112,10 @@ class Net:
         self.cells = model.cells
         self.params = [model.layer_params(l) for l in range(len(model.cells))]
         self.table = model.input_table()                                    # (V, G*H)
-        self.head_W, self.head_b = model.params["head.W"], model.params["head.b"]
+        self.head_W = model.params["head.W"]                                  # (H, V)
+        self.head_b = model.params["head.b"].copy()
+        self.head_b[-1] = -np.inf   # Vocab puts UNK last: never suggest the unknown symbol
         self.zero = model.zero_state(1)
-        self.unk = model.config.vocab_size - 1   # Vocab puts UNK last; never suggested
 
     def step(self, ids, state):
         """ids (B,) -> the state after reading them."""
@@ -143,9 +144,9 @@ class Net:
         return new
 
     def logprobs(self, state) -> np.ndarray:
-        """(B, V) float64 log-probabilities of the next character (UNK excluded)."""
-        z = (state[-1][0] @ self.head_W + self.head_b).astype(np.float64)  # (B, V)
-        z[:, self.unk] = -np.inf
+        """(B, V) float32 log-probabilities of the next character (UNK excluded)."""
+        z = state[-1][0] @ self.head_W                                      # (B, V)
+        z += self.head_b
         z -= z.max(axis=1, keepdims=True)
         z -= np.log(np.exp(z).sum(axis=1, keepdims=True))
         return z
@@ -209,7 +210,7 @@ class Search:
 
 
 class Engine:
-    def __init__(self, model, vocab, meta=None, context: int = DEFAULT_CONTEXT, cache_states: int = 256):
+    def __init__(self, model, vocab, meta=None, context: int = DEFAULT_CONTEXT, cache_states: int = 512):
         if context < 2:
             raise CompleterError(f"context must be at least 2 characters, got {context}")
         self.model, self.vocab, self.meta = model, vocab, dict(meta or {})
@@ -280,13 +281,24 @@ class Engine:
         return max(0, (p // self.block - 1) * self.block)
 
     def _state_at(self, doc: DocCache, p: int):
-        """The model state after text[block_start(p):p], from the nearest saved state."""
+        """The model state after text[block_start(p):p], from the nearest saved state.
+
+        The read that the next block will start from (at block_start(p) + S) is advanced to p
+        as well, so typing across a block boundary costs a step, not a window of S characters."""
         start = self.block_start(p)
+        state = self._read(doc, start, p)
+        ahead = self.block_start(p + self.block)
+        if ahead != start:
+            self._read(doc, ahead, p)
+        return state
+
+    def _read(self, doc: DocCache, start: int, p: int):
+        """The state after text[start:p], saving states on the way."""
         pos, state = doc.nearest(start, p)
         if state is None:
             pos, state = start, self.net.zero
         text = doc.text
-        if p - pos <= 2:  # typing: one step, nothing to save on the way
+        if p - pos <= 2:  # typing: a step or two, nothing to save on the way
             if p > pos:
                 state = self.net.read(state, self.vocab.encode(text[pos:p]))
             doc.remember(start, p, state, save=(p % 64 == 0 or text[p - 1:p] == "\n"))
@@ -295,7 +307,7 @@ class Engine:
         # save points: every 64 characters and each line start between pos and p
         cuts = set(range((pos // 64 + 1) * 64, p, 64))
         k = text.find("\n", pos, p - 1)
-        while k != -1 and len(cuts) < 4 * self.block:
+        while k != -1:
             cuts.add(k + 1)
             k = text.find("\n", k + 1, p - 1)
         at = pos

@@ -110,10 +110,10 @@ class Stopper:
 
     def copy(self) -> "Stopper":
         s = Stopper.__new__(Stopper)
-        for k in Stopper.__slots__:
-            setattr(s, k, getattr(self, k))
-        if self.syntax is not None:
-            s.syntax = self.syntax.copy()
+        s.mode, s.max_chars, s.n, s.cls = self.mode, self.max_chars, self.n, self.cls
+        s.syntax = self.syntax.copy() if self.syntax is not None else None
+        s.indent0, s.indent, s.at_line_start = self.indent0, self.indent, self.at_line_start
+        s.line_has_content, s.last_newline, s.newlines = self.line_has_content, self.last_newline, self.newlines
         return s
 
     def push(self, ch: str):

@@ -42,7 +42,7 @@ def test_document_edits_track_text(engine):
 def _state_now(engine, uri, p):
     engine.prepare(uri, p)
     doc = engine._docs[uri]
-    return doc.last[2]
+    return doc.heads[engine.block_start(p)][1]
 
 
 @pytest.mark.parametrize("p", [0, 1, 63, 64, 65, 200, 255, 256, 300, len(SRC)])

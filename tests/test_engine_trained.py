@@ -134,9 +134,9 @@ def test_decoding_never_touches_the_document_state(trained):
     trained.open("s", CTX + "def gamma(x):\n    return g(")
     p = len(trained.text("s"))
     trained.prepare("s", p)
-    before = [tuple(a.copy() for a in s) for s in trained._docs["s"].last[2]]
+    before = [tuple(a.copy() for a in s) for s in trained._docs["s"].heads[trained.block_start(p)][1]]
     trained.complete("s", p, Request(mode="block", max_chars=200, decoder="beam", n=3))
-    after = trained._docs["s"].last[2]
+    after = trained._docs["s"].heads[trained.block_start(p)][1]
     for a, b in zip(before, after):
         for x, y in zip(a, b):
             np.testing.assert_array_equal(x, y)
