@@ -4,7 +4,8 @@ A `Stopper` follows one hypothesis character by character: `push(ch)` returns No
 the number of generated characters to keep (the stop point may lie before `ch`, e.g. a block
 stops at the newline that began a dedented line). Modes:
   char   one character
-  token  to the end of the current identifier/number or operator run (leading spaces allowed)
+  token  to the end of the current identifier/number or operator run; when the cursor ends a
+         token already, the next one (leading spaces allowed)
   line   to the end of the line (the newline is not part of the completion)
   block  several lines, ending before a line indented at or below the starting line's level,
          or at a blank line
@@ -133,6 +134,8 @@ class Stopper:
             if ch == "\n":
                 return n - 1
             c = char_class(ch)
+            if n == 1 and self.cls is not None and c != self.cls:
+                self.cls = None  # the token at the cursor is complete: complete the next one
             if self.cls is None:
                 if ch in " \t":
                     pass

@@ -39,3 +39,14 @@ def test_bad_input_is_one_line_and_exit_2(completer_exe, tiny_checkpoint, tmp_pa
         r = run(completer_exe, args, "x")
         assert r.returncode == 2, (args, r.stderr)
         assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+
+
+def test_the_engine_imports_only_what_serving_needs(tiny_checkpoint):
+    import sys
+
+    code = ("import sys; from completer.engine import Engine, Request; "
+            f"Engine.from_checkpoint({str(tiny_checkpoint)!r}).complete_text('x = ', Request()); "
+            "print(sorted(m for m in ('completer_trainers', 'prompt_toolkit', 'pygments', 'torch') if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"

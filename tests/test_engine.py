@@ -134,6 +134,27 @@ def test_cancel(engine):
         engine.complete_text("x = ", Request(mode="line"), cancel=tok)
 
 
+def test_cancel_between_characters_leaves_the_document_usable(engine):
+    class CancelAfter(CancelToken):
+        """Cancelled from the k-th check on: as if the user typed while the request decoded."""
+        def __init__(self, k):
+            super().__init__()
+            self.k = k
+
+        @property
+        def cancelled(self):
+            self.k -= 1
+            return self.k < 0
+
+    engine.open("c", SRC)
+    tok = CancelAfter(5)
+    with pytest.raises(Cancelled):
+        engine.complete("c", 300, Request(mode="free", max_chars=200), cancel=tok)
+    assert tok.k == -1   # checked once per character, stopped at the first cancelled check
+    assert engine.complete("c", 300, Request(mode="line")) == engine.complete_text(SRC[:300], Request(mode="line"),
+                                                                                  suffix=SRC[300:])
+
+
 def test_threads_share_an_engine(engine):
     engine.open("t", SRC)
     req = Request(mode="line", max_chars=15)

@@ -1,5 +1,9 @@
 """Stop rules and post-processing, on text alone (no model)."""
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from completer.doccache import common_prefix
 
 from completer.stops import Stopper, Syntax, continues_identifier, finish
 
@@ -22,6 +26,8 @@ def run(mode, context, generated, max_chars=1000):
     ("token", "x ", "+= 1", "+="),
     ("token", "x = ", "(1)", "("),
     ("token", "x = 12", "34 + 1", "34"),
+    ("token", "x = foo", "(1)", "("),              # the identifier is complete: the next token
+    ("token", "x =", " 1 + 2", " 1"),
     ("block", "def f(x):", "\n    y = 1\n    return y\ndef g", "\n    y = 1\n    return y"),
     ("block", "def f(x):", "\n    y = 1\n\n    return y", "\n    y = 1"),
     ("block", "    if x:", "\n        a()\n    else:\n", "\n        a()"),
@@ -66,3 +72,16 @@ def test_continues_identifier():
     assert not continues_identifier("fo", "(")
     assert not continues_identifier("f(", "o")
     assert not continues_identifier("", "o")
+
+
+@given(st.text("ab\n", max_size=40), st.text("ab\n", max_size=40))
+def test_common_prefix(a, b):
+    n = common_prefix(a, b)
+    assert a[:n] == b[:n] and (n == min(len(a), len(b)) or a[n] != b[n])
+
+
+def test_common_prefix_of_long_texts():
+    a = "x" * 200_000
+    for i in (0, 1, 65_535, 65_536, 150_001, 199_999):
+        assert common_prefix(a, a[:i] + "y" + a[i + 1:]) == i
+    assert common_prefix(a, a + "z") == len(a)
