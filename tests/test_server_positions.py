@@ -45,3 +45,13 @@ def test_round_trip(text, data):
             assert index.offset(pos["line"], pos["character"], encoding) == offset
         start, line = index.line_text(pos["line"])
         assert pos["character"] <= units(line, encoding) or text[offset - 1] == "\r"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("ab\n\r𝄞")), max_size=30), st.data())
+def test_edited_index_equals_a_rescan(text, data):
+    start = data.draw(st.integers(0, len(text)))
+    end = data.draw(st.integers(start, len(text)))
+    new_text = data.draw(st.text(alphabet=st.sampled_from(list("xy\n\r")), max_size=6))
+    after = text[:start] + new_text + text[end:]
+    assert LineIndex(text).edited(start, end, new_text, after).starts.tolist() == LineIndex(after).starts.tolist()

@@ -17,6 +17,7 @@ import re
 import time
 
 from completer import __version__
+from completer.registry import registry
 from completer.server.jsonrpc import INVALID_PARAMS, RpcError
 from completer.server.positions import LineIndex
 
@@ -106,7 +107,8 @@ class Session:
             elif not isinstance(value, types) or isinstance(value, bool) or (check and not check(value)):
                 raise RpcError(INVALID_PARAMS, f"setting {key}: invalid value {value!r}")
             new[key] = value
-        self.request_for(new, new["mode"])  # the engine refuses an unknown mode or decoder here
+        self.request_for(new, new["mode"])  # refuses a bad mode or value now, not at each keystroke
+        registry.get("decoder", new["decoder"])
         if self.engine is None or new["model"] != self.settings["model"]:
             self.load(new["model"])
         self.settings = new
@@ -124,7 +126,7 @@ class Session:
         from completer.engine import Request
 
         fields = {f: settings[k] for k, (_, _, f) in SETTINGS.items() if f}
-        return Request(**dict(fields, mode=mode, **overrides))
+        return Request(**dict(fields, mode=mode, **overrides)).validated()
 
     # ---- documents ------------------------------------------------------------------------
     def did_open(self, params):
@@ -138,8 +140,9 @@ class Session:
             text = field(change, "text", str)
             if "range" in change:
                 index = self.index(uri)
-                start, end = self.offset(index, change, "range.start"), self.offset(index, change, "range.end")
-                self.engine.edit(uri, min(start, end), max(start, end), text)
+                start, end = sorted((self.offset(index, change, "range.start"), self.offset(index, change, "range.end")))
+                self.engine.edit(uri, start, end, text)
+                self.indexes[uri] = index.edited(start, end, text, self.engine.text(uri))
             else:
                 self.engine.change(uri, text)
 

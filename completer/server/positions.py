@@ -7,8 +7,9 @@ As the specification asks, a character past the end of its line means the end of
 a line past the end of the document means the end of the document; a position inside a
 multi-unit character rounds down to that character's start.
 
-`LineIndex(text)` finds every line start once (a vectorised scan, ~60 us for 80 KB), so each
-conversion costs one line's worth of work, not a walk over the document.
+`LineIndex(text)` finds every line start once (a vectorised scan) and `edited` updates it for an
+edit without rescanning, so each conversion costs one line's worth of work, not a walk over the
+document.
 """
 from __future__ import annotations
 
@@ -45,7 +46,26 @@ class LineIndex:
         cps = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), np.uint32)   # (N,)
         nl, cr = cps == 10, cps == 13
         cr[:-1] &= ~nl[1:]                                  # a "\r" ends a line only when alone
-        self.starts = np.concatenate(([0], np.flatnonzero(nl | cr) + 1))   # (lines,)
+        self.starts = np.concatenate(([0], np.flatnonzero(nl | cr) + 1)).astype(np.int64)   # (lines,)
+
+    @classmethod
+    def _of(cls, text: str, starts: np.ndarray) -> "LineIndex":
+        index = cls.__new__(cls)
+        index.text, index.starts = text, starts
+        return index
+
+    def edited(self, start: int, end: int, new_text: str, text: str) -> "LineIndex":
+        """The index of `text` = this text with [start, end) replaced by new_text, in O(lines)
+        array work instead of a rescan (typing must stay cheap on long files)."""
+        old = self.text
+        if "\r" in new_text or old[start - 1:start] == "\r" or old[end:end + 1] == "\r":
+            return LineIndex(text)  # a CR next to the edit may join or split a CRLF: rescan
+        keep = int(np.searchsorted(self.starts, start, side="right"))   # lines starting at or before start
+        tail = int(np.searchsorted(self.starts, end, side="right"))     # lines starting after end shift
+        new = [start + i + 1 for i, ch in enumerate(new_text) if ch == "\n"] if "\n" in new_text else []
+        delta = len(new_text) - (end - start)
+        starts = np.concatenate((self.starts[:keep], np.array(new, np.int64), self.starts[tail:] + delta))
+        return self._of(text, starts)
 
     @property
     def lines(self) -> int:
