@@ -58,4 +58,11 @@ def run(args) -> int:
     sys.stdout = sys.stderr
     reader, writer = framing.make(args.jsonl, sys.stdin.buffer, stdout, args.max_message_bytes)
     session = Session(model=args.model)
-    return Dispatcher(reader, writer, session.requests, session.notifications, CancelToken).run()
+    dispatcher = Dispatcher(reader, writer, session.requests, session.notifications, CancelToken)
+    code = dispatcher.run()
+    if dispatcher.reader_thread.is_alive():
+        # `exit` arrived while the reader is blocked reading stdin, a read nothing can interrupt;
+        # a normal interpreter exit would abort on that stream's lock, so leave directly.
+        logging.shutdown()
+        os._exit(code)
+    return code

@@ -174,7 +174,8 @@ class Dispatcher:
     # ---- worker ---------------------------------------------------------------------------
     def run(self) -> int:
         """Serve until `exit` or end of input; the process exit code."""
-        threading.Thread(target=self.read_loop, name="completer-reader", daemon=True).start()
+        self.reader_thread = threading.Thread(target=self.read_loop, name="completer-reader", daemon=True)
+        self.reader_thread.start()
         while True:
             item = self.queue.get()
             if item is _EOF:
