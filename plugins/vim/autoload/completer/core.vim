@@ -82,6 +82,11 @@ def Start(): bool
   synced_tick = {}
   pending_id = 0
   var argv = Command()
+  if empty(argv) || !executable(argv[0])
+    state = 'failed'
+    Report('cannot start the server: ' .. (empty(argv) ? 'g:completer_command is empty' : argv[0] .. ' is not executable'))
+    return false
+  endif
   try
     job = job_start(argv, {
       in_mode: 'lsp', out_mode: 'lsp', err_mode: 'nl', noblock: true,
