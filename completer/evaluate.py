@@ -5,7 +5,7 @@
 
 Measures (the protocol of shared/bench/ANCHORS.md, so the figures compare):
 - bpc, top1, top5: every character of every file is predicted from the file before it, read from
-  the zero state as the engine reads a file (the first character from the zero state). Files are cut into segments of SEGMENT
+  the zero state as the engine reads a file. Files are cut into segments of SEGMENT
   characters read side by side as one batch, each after the WARMUP characters before it (read,
   not scored): window forwards of the whole batch, no Python loop per character.
 - line completion: CUTS cut points drawn with seed 0 uniformly over the characters of all files,
