@@ -94,14 +94,15 @@ class CharModel:
         return h @ self.params["head.W"] + self.params["head.b"], new_state
 
     # ---- a window: forward, loss, backward ----------------------------------------------
-    def forward(self, ids, state, dropout_rng=None):
+    def forward(self, ids, state, dropout_rng=None, table=None):
         """ids (T, B) -> logits (T, B, V), final state, cache for backward.
+        `table` = input_table(), for a caller reading many short windows with the same weights.
 
         Dropout (inverted) applies to each layer's output, i.e. between layers and before the
         head, only when a dropout_rng is given (training)."""
         T, B = ids.shape
         drop = self.config.dropout if dropout_rng is not None else 0.0
-        xp = self.input_table()[ids]                                # (T, B, G*H)
+        xp = (self.input_table() if table is None else table)[ids]  # (T, B, G*H)
         layer_caches, final, x = [], [], None
         for l, cell in enumerate(self.cells):
             p = self.layer_params(l)

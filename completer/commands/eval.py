@@ -1,0 +1,67 @@
+"""`completer eval PATH...`: measure a model on held-out Python files (see completer/evaluate.py)."""
+from __future__ import annotations
+
+import json
+import sys
+
+from completer.commands.common import add_model_arg, positive_float
+
+ROWS = [("bits per character", "bpc", "{:.3f}"), ("next-char top-1 (%)", "top1", "{:.1f}"),
+        ("next-char top-5 (%)", "top5", "{:.1f}"), ("line Exact Match (%)", "line_em", "{:.1f}"),
+        ("line Edit Similarity", "line_es", "{:.1f}"), ("keystrokes saved", "keystrokes_saved", "{:.3f}")]
+
+
+def add_parser(sub):
+    p = sub.add_parser("eval", help="measure a model on held-out Python files",
+                       description="Bits per character, next-character top-1/top-5 accuracy (%%), line "
+                                   "completion Exact Match / Edit Similarity (%%, 1,000 seeded cut points, "
+                                   "greedy to the end of the line) and keystrokes saved (a fraction), next "
+                                   "to lzma, bz2 and an order-8 Kneser-Ney n-gram given the training corpus.")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="Python files, or folders (their .py files)")
+    add_model_arg(p)
+    p.add_argument("--train-corpus", metavar="DIR", default=None,
+                   help="the training corpus (a folder; the evaluated files are left out of it) for the "
+                        "lzma, bz2 and n-gram reference points; without it they are not computed")
+    p.add_argument("--adapt", action="store_true",
+                   help="also measure with dynamic evaluation: SGD on each window of text once read")
+    p.add_argument("--adapt-lr", type=positive_float, default=None, metavar="LR",
+                   help="learning rate of --adapt (default: completer.adapt's)")
+    p.add_argument("--json", action="store_true", help="print the report as one JSON object on the last line")
+    p.set_defaults(run=run)
+
+
+def _log(msg: str) -> None:
+    print(f"completer eval: {msg}", file=sys.stderr, flush=True)
+
+
+def run(args) -> int:
+    from completer import checkpoint, evaluate
+    from completer.adapt import Adapter
+
+    docs = evaluate.read_files(args.paths)
+    train = evaluate.train_texts(args.train_corpus, docs) if args.train_corpus else None
+    model, vocab, meta = checkpoint.load(args.model)
+    adapter = None
+    if args.adapt:
+        adapter = Adapter(model, **({"lr": args.adapt_lr} if args.adapt_lr else {}))
+    _log(f"{len(docs)} files, {sum(len(d.text) for d in docs):,} characters; model {meta['path']}")
+    report = evaluate.evaluate(model, vocab, docs, train=train, adapt=adapter, log=_log)
+    c = meta["config"]
+    report["model"] = {"path": meta["path"], "cell": c.cell, "hidden": c.hidden, "layers": c.layers,
+                       "params": model.n_params(), "train": meta.get("train") or None}
+    report["files"] = [d.path for d in docs]
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    static = report.get("static")
+    print(f"{len(docs)} files, {report['chars']:,} characters, {report['cuts']} cut points, "
+          f"{report['keystroke_chars']:,} characters typed; {report['seconds']:.1f}s")
+    head = f"{'':24}{'model':>10}" + (f"{'adapted':>10}" if static else "")
+    print(head)
+    for label, key, fmt in ROWS:
+        cell = lambda v: f"{fmt.format(v) if v is not None else '-':>10}"
+        print(f"{label:24}" + (cell(static[key]) + cell(report[key]) if static else cell(report[key])))
+    for label, key in (("lzma -9e", "lzma_bpc"), ("bz2 -9", "bz2_bpc"), ("8-gram Kneser-Ney", "ngram_bpc")):
+        v = report[key]
+        print(f"{label + ' bpc':24}{(f'{v:.3f}' if v is not None else '- (no --train-corpus)'):>10}")
+    return 0
