@@ -4,6 +4,7 @@
     lm = NGram.train(["text of file 1", "text of file 2"], order=8)
     bits = lm.bits(["held-out text"])        # (N,) bits of each character, in order
     lm.prob("pri", "n")                       # P(next = "n" | preceding text)
+    lm.greedy_lines(["def f(x):\n    ret"])  # ["urn x"]: argmax character by character
 
 Each document is read after `order - 1` start symbols, so the first characters of a file are
 predicted from "start of file" contexts, as the training files teach them.
@@ -152,3 +153,61 @@ class NGram:
     def prob(self, context: str, char: str) -> float:
         """P(char | context): context is the text of the document before char."""
         return float(2.0 ** -self.bits([context + char])[-1])
+
+    # ---- greedy completion -----------------------------------------------------------------
+    def _next_probs(self, ctx):
+        """(A, V) P(next = id j+1 | context) of A contexts, the last column the unknown symbol.
+
+        ctx (A, order): ctx[:, k] = hash of the context's last k ids (ctx[:, 0] = 0). The same
+        recursion as _probs, for every candidate character at once; only rows whose k-context was
+        seen in training look up counts (held-out text soon leaves the long contexts)."""
+        A = len(ctx)
+        sym = np.arange(1, self.V + 1, dtype=np.uint64) + np.uint64(1)   # (V,) id + 1, as hashed
+        p = np.full((A, self.V), 1.0 / self.V)
+        with np.errstate(over="ignore"):
+            for k in range(1, self.order + 1):
+                total, types = self.contexts[k - 1].get(ctx[:, k - 1])      # (A,), (A,)
+                rows = np.flatnonzero(total > 0)
+                if not len(rows):
+                    continue
+                keys = ctx[rows, k - 1][:, None] * self.base + sym          # (R, V) k-gram hashes
+                cnt = self.counts[k - 1].get(keys)[0]                       # (R, V)
+                D = self.discounts[k - 1]
+                p[rows] = ((np.maximum(cnt - D, 0.0) + D * types[rows, None] * p[rows])
+                           / total[rows, None])
+        return p
+
+    def greedy_lines(self, contexts, max_chars: int = 80) -> list[str]:
+        """Greedy completion of each context (the document's text before the cursor): the most
+        likely character (never the unknown symbol), one after another, up to max_chars or a
+        newline. All contexts advance together, one character per step."""
+        n = self.order - 1
+        window = np.full((len(contexts), n), PAD, np.int64)   # (B, n) last n ids, oldest first
+        for b, text in enumerate(contexts):
+            ids = self.encode(text[-n:]) if n else np.zeros(0, np.int64)
+            window[b, n - len(ids):] = ids
+        powers = np.ones(self.order, np.uint64)                 # base ** j, wrapping as the hashes
+        with np.errstate(over="ignore"):
+            for j in range(1, self.order):
+                powers[j] = powers[j - 1] * self.base
+        newline = self.index.get("\n")
+        out = [[] for _ in contexts]
+        active = np.arange(len(contexts))
+        for _ in range(max_chars if len(contexts) else 0):
+            # hash of the last k ids = sum over j < k of (id[-1-j] + 1) * base ** j
+            with np.errstate(over="ignore"):
+                terms = (window[:, ::-1].astype(np.uint64) + np.uint64(1)) * powers[:n]   # (A, n)
+                ctx = np.concatenate([np.zeros((len(active), 1), np.uint64),
+                                      np.cumsum(terms, axis=1, dtype=np.uint64)], axis=1)  # (A, order)
+            p = self._next_probs(ctx)
+            p[:, -1] = -np.inf                                  # never suggest the unknown symbol
+            c = p.argmax(axis=1) + 1                            # (A,) ids
+            keep = c != newline
+            for b, i in zip(active[keep], c[keep]):
+                out[b].append(self.chars[i - 1])
+            active, window = active[keep], window[keep]
+            if not len(active):
+                break
+            if n:
+                window = np.concatenate([window[:, 1:], c[keep, None]], axis=1)
+        return ["".join(o) for o in out]

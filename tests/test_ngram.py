@@ -51,3 +51,40 @@ def test_bits_match_prob_and_learning_helps():
 def test_no_training_text_is_refused():
     with pytest.raises(CompleterError):
         NGram.train([""], order=3)
+
+
+# ---- greedy line completion ---------------------------------------------------------------------
+def test_greedy_line_by_hand():
+    lm = NGram.train(["x = 1\n", "x = 1\n", "x = 2\n"], order=3)
+    # every 2-character context up to "= " has one continuation, seen 3 times; after "= ": "1"
+    # twice, "2" once, and both back off to the same order-2 estimate (each seen after "=" once),
+    # so "1" wins; after " 1" comes a newline, which ends the line
+    # ("" is the top of a file: the start-of-file context, seen before each "x")
+    assert lm.greedy_lines(["x", "", "x = "]) == [" = 1", "x = 1", "1"]
+
+
+def test_greedy_line_stops_at_max_chars_and_never_says_unknown():
+    lm = NGram.train(["abababab"], order=2)
+    assert lm.greedy_lines(["a", "zzzb"], max_chars=5) == ["babab", "ababa"]
+    assert lm.greedy_lines([]) == []
+    assert NGram.train(["aab"], order=1).greedy_lines(["\u20ac"], max_chars=3) == ["aaa"]
+
+
+@pytest.mark.parametrize("order", [1, 4, 7])
+def test_greedy_line_is_the_argmax_of_prob(order):
+    """The batched decode against a naive one that asks prob() about every character in turn."""
+    train = ["def f(x):\n    return x + 1\n\n\ndef g(y):\n    return f(y) * 2\n", "import os\nx = f(2)\n"]
+    lm = NGram.train(train, order=order)
+    contexts = ["def f(", "    ret", "", "zz", "import o", train[0][:40], "x = g(y"]
+
+    def naive(context, max_chars=12):
+        out = ""
+        while len(out) < max_chars:
+            probs = np.array([lm.prob(context + out, c) for c in lm.chars])
+            c = lm.chars[int(np.flatnonzero(probs >= probs.max() * (1 - 1e-9))[0])]  # first of ties
+            if c == "\n":
+                break
+            out += c
+        return out
+
+    assert lm.greedy_lines(contexts, max_chars=12) == [naive(c) for c in contexts]
