@@ -21,8 +21,10 @@ Measures (the protocol of shared/bench/ANCHORS.md, so the figures compare):
   as far as the model's guesses are right one after another, so the replay reads the guesses
   of the pass above instead of decoding. Suggestions, like the engine's, never contain UNK.
 - references: lzma (xz -9e) and bz2 (-9) bits per character given the training corpus as
-  context, 8 x (len(compress(train + files)) - len(compress(train))) / characters, and an
-  order-8 Kneser-Ney character n-gram trained on the same corpus (completer.ngram).
+  context, 8 x (len(compress(train + files)) - len(compress(train))) / characters, and a
+  Kneser-Ney character n-gram (completer.ngram, order NGRAM_ORDER unless asked) trained on the
+  same corpus: its bits per character, and its greedy line completion at the same cut points
+  (context = the file before the cut), scored as the model's.
 - with adaptation (completer.adapt): files are read one after another by one stream; each window
   of ADAPT_WINDOW characters is scored, cut points in it are completed, then the weights take an
   SGD step on it. The weights carry over from file to file, the recurrent state does not.
@@ -358,16 +360,22 @@ def read_adaptive(model, vocab, docs, cuts, adapter, window=ADAPT_WINDOW) -> Pas
 
 
 # ---- the report ---------------------------------------------------------------------------------
+def line_scores(docs, cuts, completions) -> tuple[float, float, float]:
+    """(Exact Match %, Edit Similarity, 95% half-interval of EM in points) of one completion per cut."""
+    scores = [line_match(g, rest_of_line(docs[d].text, pos)) for g, (d, pos) in zip(completions, cuts)]
+    em = float(np.mean([s[0] for s in scores]))
+    ci95 = 100.0 * 1.96 * math.sqrt(em * (1 - em) / len(scores))
+    return 100.0 * em, float(np.mean([s[1] for s in scores])), ci95
+
+
 def summarize(docs, cuts, lines, p: Pass) -> dict:
     chars = sum(len(d.text) for d in docs)
     bits = np.concatenate(p.bits)
     r = {"bpc": float(bits.mean()), "top1": 100.0 * float(np.concatenate(p.hit1).mean()),
          "top5": 100.0 * float(np.concatenate(p.hit5).mean()), "chars": chars}
     if cuts:
-        scores = [line_match(g, rest_of_line(docs[d].text, pos)) for g, (d, pos) in zip(p.completions, cuts)]
-        em = float(np.mean([s[0] for s in scores]))
-        r.update(line_em=100.0 * em, line_es=float(np.mean([s[1] for s in scores])),
-                 line_em_ci95=100.0 * 1.96 * math.sqrt(em * (1 - em) / len(scores)), cuts=len(scores))
+        em, es, ci = line_scores(docs, cuts, p.completions)
+        r.update(line_em=em, line_es=es, line_em_ci95=ci, cuts=len(cuts))
     else:
         r.update(line_em=None, line_es=None, line_em_ci95=None, cuts=0)
     typed = sum(e - s for _, s, e in lines)
@@ -396,7 +404,8 @@ def evaluate(model, vocab, docs, train=None, adapt=None, ngram_order=NGRAM_ORDER
         report = {**adapted, "static": {k: report[k] for k in
                                         ("bpc", "top1", "top5", "line_em", "line_es", "keystrokes_saved")},
                   "adapt": {"lr": adapt.lr, "clip": adapt.clip, "window": ADAPT_WINDOW}}
-    report.update(lzma_bpc=None, bz2_bpc=None, ngram_bpc=None)
+    report.update(lzma_bpc=None, bz2_bpc=None, ngram_bpc=None, ngram_line_em=None, ngram_line_es=None,
+                  ngram_line_em_ci95=None, ngram_order=ngram_order)
     if train:
         from completer.ngram import NGram
 
@@ -404,7 +413,12 @@ def evaluate(model, vocab, docs, train=None, adapt=None, ngram_order=NGRAM_ORDER
         train_text, test_text = "".join(train), "".join(d.text for d in docs)
         report["lzma_bpc"] = compressed_bpc(train_text, test_text, "lzma")
         report["bz2_bpc"] = compressed_bpc(train_text, test_text, "bz2")
-        report["ngram_bpc"] = NGram.train(train, ngram_order).bpc([d.text for d in docs])
+        lm = NGram.train(train, ngram_order)
+        report["ngram_bpc"] = lm.bpc([d.text for d in docs])
+        if cuts:
+            completions = lm.greedy_lines([docs[d].text[:pos] for d, pos in cuts], MAX_CHARS)
+            em, es, ci = line_scores(docs, cuts, completions)
+            report.update(ngram_line_em=em, ngram_line_es=es, ngram_line_em_ci95=ci)
         report["train_chars"] = len(train_text)
         log(f"references on {len(train_text):,} training characters in {time.perf_counter() - t:.1f}s")
     report["seconds"] = time.perf_counter() - t_start

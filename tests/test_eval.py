@@ -90,6 +90,23 @@ def test_known_probabilities_by_hand():
     assert report["cuts"] == 8 and report["chars"] == 10
 
 
+def test_ngram_line_completion_by_hand():
+    vocab = Vocab("x =17\n")
+    model = constant_model(vocab, np.full(len(vocab), 1 / len(vocab), np.float32))
+    docs = [Doc("x.py", "x = 1\nx = 7\n")]
+    alone = evaluate.evaluate(model, vocab, docs)
+    report = evaluate.evaluate(model, vocab, docs, train=["x = 1\n" * 20], ngram_order=3)
+    # 10 cuts, all eligible ones; the 3-gram always completes "x = 1": the first line's 5 cuts are
+    # exact, the second's are "x = 1" vs "x = 7", " = 1" vs " = 7", ..., "1" vs "7"
+    assert report["cuts"] == 10 and report["ngram_order"] == 3
+    assert report["ngram_line_em"] == pytest.approx(50.0)
+    es = [100] * 5 + [100 * 2 * m / (2 * n) for m, n in [(4, 5), (3, 4), (2, 3), (1, 2), (0, 1)]]
+    assert report["ngram_line_es"] == pytest.approx(np.mean(es))
+    assert alone["ngram_line_em"] is None and alone["ngram_line_es"] is None
+    for key in ("bpc", "top1", "top5", "line_em", "line_es", "keystrokes_saved"):  # the model's own
+        assert report[key] == alone[key], key
+
+
 def naive(model, vocab, text, cuts):
     """Bits per character and greedy completions, one model.step at a time from the zero state."""
     ids = vocab.encode(text)
@@ -187,16 +204,18 @@ def write_repo(tmp_path):
 def test_eval_json_report(tmp_path, tiny_checkpoint, capsys):
     repo = write_repo(tmp_path)
     code = cli.main(["eval", str(repo / "pkg" / "a.py"), str(repo / "tests"), "--model", str(tiny_checkpoint),
-                     "--train-corpus", str(repo), "--json"])
+                     "--train-corpus", str(repo), "--ngram-order", "12", "--json"])
     assert code == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     for key in ("bpc", "top1", "top5", "line_em", "line_es", "keystrokes_saved", "lzma_bpc", "bz2_bpc",
-                "ngram_bpc", "chars", "seconds"):
+                "ngram_bpc", "ngram_line_em", "ngram_line_es", "chars", "seconds"):
         assert isinstance(report[key], (int, float)), key
     assert report["chars"] == len(CODE * 4) + len((repo / "tests" / "test_a.py").read_text())
     assert report["train_chars"] == len(CODE.replace("f(", "h(") * 3)   # b.py only: the rest is evaluated
     assert 0 <= report["line_em"] <= 100 and 0 <= report["keystrokes_saved"] <= 1
-    assert report["ngram_bpc"] < 6
+    assert report["ngram_bpc"] < 6 and report["ngram_order"] == 12
+    # b.py is a.py with f( renamed: the 12-gram completes most of a.py's lines exactly
+    assert 30 < report["ngram_line_em"] <= 100 and report["ngram_line_es"] > report["ngram_line_em"] * 0.5
 
 
 def test_eval_table_with_adaptation(tmp_path, tiny_checkpoint, capsys):
@@ -204,9 +223,19 @@ def test_eval_table_with_adaptation(tmp_path, tiny_checkpoint, capsys):
     assert cli.main(["eval", str(repo / "pkg" / "a.py"), "--model", str(tiny_checkpoint), "--adapt"]) == 0
     out = capsys.readouterr().out
     assert "adapted" in out and "bits per character" in out and "no --train-corpus" in out
+    assert "8-gram line EM (%)" in out
 
 
-@pytest.mark.parametrize("case", ["no-python", "empty-file", "bad-checkpoint", "missing"])
+def test_eval_table_with_an_ngram_order(tmp_path, tiny_checkpoint, capsys):
+    repo = write_repo(tmp_path)
+    assert cli.main(["eval", str(repo / "pkg" / "a.py"), "--model", str(tiny_checkpoint),
+                     "--train-corpus", str(repo), "--ngram-order", "16"]) == 0
+    rows = {line[:24].strip(): line[24:].strip() for line in capsys.readouterr().out.splitlines()}
+    assert float(rows["16-gram Kneser-Ney bpc"]) < 6
+    assert 0 <= float(rows["16-gram line EM (%)"]) <= 100 and 0 <= float(rows["16-gram line ES"]) <= 100
+
+
+@pytest.mark.parametrize("case", ["no-python", "empty-file", "bad-checkpoint", "missing", "ngram-order"])
 def test_bad_input_is_one_line_and_exit_2(case, tmp_path, tiny_checkpoint, capsys):
     repo = write_repo(tmp_path)
     model = str(tiny_checkpoint)
@@ -220,6 +249,8 @@ def test_bad_input_is_one_line_and_exit_2(case, tmp_path, tiny_checkpoint, capsy
         bad = tmp_path / "bad.safetensors"
         bad.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all")
         args, model = [str(repo / "pkg")], str(bad)
+    elif case == "ngram-order":
+        args = [str(repo / "pkg"), "--train-corpus", str(repo), "--ngram-order", "33"]
     else:
         args = [str(tmp_path / "nowhere.py")]
     assert cli.main(["eval", *args, "--model", model]) == 2
