@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from completer.cells.base import Pool
 from completer.errors import CompleterError
 from completer.registry import registry
 
@@ -94,14 +95,16 @@ class CharModel:
         return h @ self.params["head.W"] + self.params["head.b"], new_state
 
     # ---- a window: forward, loss, backward ----------------------------------------------
-    def forward(self, ids, state, dropout_rng=None):
+    def forward(self, ids, state, dropout_rng=None, table=None):
         """ids (T, B) -> logits (T, B, V), final state, cache for backward.
+        `table` = input_table(), for a caller reading many short windows with the same weights.
 
         Dropout (inverted) applies to each layer's output, i.e. between layers and before the
         head, only when a dropout_rng is given (training)."""
         T, B = ids.shape
         drop = self.config.dropout if dropout_rng is not None else 0.0
-        xp = self._gather(self.input_table(), ids)                  # (T, B, G*H)
+        xp_buf = self._gather(self.input_table() if table is None else table, ids)
+        xp = xp_buf["xp"]                                           # (T, B, G*H)
         layer_caches, final, x = [], [], None
         for l, cell in enumerate(self.cells):
             p = self.layer_params(l)
@@ -116,17 +119,16 @@ class CharModel:
             layer_caches.append((x, cache, mask))
             x = hs
         logits = (x.reshape(T * B, -1) @ self.params["head.W"] + self.params["head.b"]).reshape(T, B, -1)
-        return logits, final, (ids, layer_caches, x)
+        return logits, final, (ids, layer_caches, x, xp_buf)
 
     def _gather(self, table, ids):
-        """table[ids] into a buffer reused by every window of this shape: a fresh (T, B, G*H)
-        array each window (33 MB for an LSTM-512 window) costs more in page faults than the copy."""
-        shape = ids.shape + table.shape[1:]
-        buf = getattr(self, "_xp_buf", None)
-        if buf is None or buf.shape != shape or buf.dtype != table.dtype:
-            buf = self._xp_buf = np.empty(shape, table.dtype)
+        """table[ids] into a recycled buffer (give it back with _pool.give once used): a fresh
+        (T, B, G*H) array every window (33 MB for LSTM-512) costs more in page faults than the copy."""
+        pool = self.__dict__.setdefault("_pool", Pool())
+        buf = pool.take(ids.shape + (table.dtype,), {"xp": ids.shape + table.shape[1:]}, table.dtype)
         # mode="clip" skips take's bounds-checked buffered path (ids come from the vocabulary)
-        return np.take(table, ids, axis=0, out=buf, mode="clip")
+        np.take(table, ids, axis=0, out=buf["xp"], mode="clip")
+        return buf
 
     @staticmethod
     def softmax_xent(logits, targets):
@@ -145,7 +147,7 @@ class CharModel:
 
     def backward(self, cache, dlogits, dstate=None):
         """Gradients of every parameter, and of the incoming state, from dlogits (T, B, V)."""
-        ids, layer_caches, x = cache
+        ids, layer_caches, x, xp_buf = cache
         T, B, V = dlogits.shape
         dl = dlogits.reshape(T * B, V)
         grads = {"head.W": x.reshape(T * B, -1).T @ dl, "head.b": dl.sum(axis=0)}
@@ -176,6 +178,8 @@ class CharModel:
                 grads["layers.0.b"] = dtable.sum(axis=0)
                 grads["layers.0.Wx"] = self.params["embed"].T @ dtable
                 grads["embed"] = dtable @ p["Wx"].T
+            cell.release(cell_cache)                                # dxp used: recycle the buffers
+        self._pool.give(xp_buf)  # the first layer's xp: a cell may have kept it in its cache
         return grads, dstate0
 
     def loss_and_grads(self, ids, targets, state, dropout_rng=None):

@@ -16,10 +16,11 @@ table), so a cell only implements the recurrence on top of `xp`:
 holds the gradients of the recurrent params only; the model derives Wx's and b's from dxp.
 All math follows the dtype of the params: float32 in use, float64 in the gradient check.
 
-Speed: a cell's window passes write into buffers kept on the cell (`workspace`) and reused by
-every window of the same shape, so the hot loop allocates nothing and never faults in fresh
-pages. A cache therefore stays valid only until the next forward of the same shape; backward
-checks that (`check_cache`) instead of silently reading overwritten buffers.
+Speed: a cell's window passes write into buffers (`workspace`) that its backward hands back
+(`release`, called by the model once it has used dxp) for the next window of the same shape, so
+the training loop allocates nothing and never faults in fresh pages. A forward whose cache is
+never given back (inference) simply gets fresh buffers, and several forwards in flight (dynamic
+evaluation, threads) each get their own.
 """
 from __future__ import annotations
 
@@ -33,27 +34,21 @@ class Cell:
 
     def __init__(self, input_size: int, hidden_size: int):
         self.D, self.H = input_size, hidden_size
-        self._workspaces = {}
 
-    def workspace(self, T: int, B: int, dtype, shapes: dict) -> dict:
-        """Buffers {name: array of shapes[name]} for windows of (T, B), reused across windows.
-
-        The dict also holds "gen", bumped on every call: caches record it, see check_cache."""
-        key = (T, B, np.dtype(dtype))
-        ws = self._workspaces.get(key)
-        if ws is None:
-            if len(self._workspaces) >= 4:  # e.g. training + evaluation shapes; drop stale ones
-                self._workspaces.clear()
-            ws = self._workspaces[key] = {k: np.empty(s, dtype) for k, s in shapes.items()}
-            ws["gen"] = 0
-        ws["gen"] += 1
+    def workspace(self, T: int, B: int, dtype, shapes: dict) -> "Workspace":
+        """Buffers {name: np.empty(shapes[name], dtype)} for a window of (T, B): a free one of
+        this shape if a backward gave one back, else new. The cell's cache should be it."""
+        pool = self.__dict__.setdefault("_pool", Pool())
+        ws = pool.take((T, B, np.dtype(dtype)), shapes, dtype)
+        ws.leased = True
         return ws
 
-    @staticmethod
-    def check_cache(ws: dict, gen: int) -> None:
-        if ws["gen"] != gen:
-            raise RuntimeError("this forward cache was overwritten by a later forward of the same "
-                               "shape; call backward before the next forward")
+    def release(self, cache) -> None:
+        """The model is done with this window (dxp used): recycle its buffers. No-op for caches
+        that are not a Workspace (a plugin cell need not care)."""
+        if isinstance(cache, Workspace):
+            cache.leased = False
+            self.__dict__["_pool"].give(cache)
 
     def uniform(self, rng, shape, dtype):
         bound = 1.0 / np.sqrt(self.H)  # PyTorch's default for recurrent layers
@@ -74,6 +69,37 @@ class Cell:
 
     def backward(self, p, cache, dhs, dstate):
         raise NotImplementedError
+
+
+class Workspace(dict):
+    """Named buffers of one window's forward/backward; `leased` while a cache refers to it."""
+    key, leased = None, False
+
+    def check(self) -> "Workspace":
+        if not self.leased:
+            raise RuntimeError("this forward cache was already used by a backward; "
+                               "run forward again")
+        return self
+
+
+class Pool:
+    """Free workspaces by (T, B, dtype). Appends and pops are atomic, so threads are safe."""
+
+    def __init__(self, keep_shapes: int = 4):
+        self.free, self.keep_shapes = {}, keep_shapes
+
+    def take(self, key, shapes: dict, dtype) -> Workspace:
+        try:
+            return self.free[key].pop()
+        except (KeyError, IndexError):
+            ws = Workspace((k, np.empty(s, dtype)) for k, s in shapes.items())
+            ws.key = key
+            return ws
+
+    def give(self, ws: Workspace) -> None:
+        if ws.key not in self.free and len(self.free) >= self.keep_shapes:
+            self.free = {}  # shapes keep changing (evaluation pieces): drop the stale ones
+        self.free.setdefault(ws.key, []).append(ws)
 
 
 def sigmoid(x, out=None):

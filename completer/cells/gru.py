@@ -55,11 +55,10 @@ class GRU(Cell):
             np.subtract(hs[t], n, out=hs[t + 1])                    # h' = n + z * (h - n)
             hs[t + 1] *= z
             hs[t + 1] += n
-        return hs[1:], (hs[T].copy(),), (ws, ws["gen"])
+        return hs[1:], (hs[T].copy(),), ws
 
     def backward(self, p, cache, dhs, dstate):
-        ws, gen = cache
-        self.check_cache(ws, gen)
+        ws = cache.check()
         hs, acts, hpn, dxp, dhp = ws["hs"], ws["acts"], ws["hpn"], ws["dxp"], ws["dhp"]
         dh, dh_next, dhz, tmp, drz = ws["dh"], ws["dh_next"], ws["dhz"], ws["tmp"], ws["drz"]
         T, B, H = dhs.shape

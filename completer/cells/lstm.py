@@ -57,11 +57,10 @@ class LSTM(Cell):
             cs[t + 1] += tmp
             np.tanh(cs[t + 1], out=tanh_c[t])
             np.multiply(a[:, 2 * H:H3], tanh_c[t], out=hs[t + 1])  # h' = o * tanh(c')
-        return hs[1:], (hs[T].copy(), cs[T].copy()), (ws, ws["gen"])
+        return hs[1:], (hs[T].copy(), cs[T].copy()), ws
 
     def backward(self, p, cache, dhs, dstate):
-        ws, gen = cache
-        self.check_cache(ws, gen)
+        ws = cache.check()
         hs, cs, tanh_c, acts, dxp = ws["hs"], ws["cs"], ws["tanh_c"], ws["acts"], ws["dxp"]
         dh, dh_next, dc, tmp, dgate = ws["dh"], ws["dh_next"], ws["dc"], ws["tmp"], ws["dgate"]
         T, B, H = dhs.shape

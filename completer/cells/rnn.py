@@ -30,11 +30,10 @@ class RNN(Cell):
             np.matmul(hs[t], Wh, out=hs[t + 1])
             hs[t + 1] += xp[t]
             np.tanh(hs[t + 1], out=hs[t + 1])
-        return hs[1:], (hs[T].copy(),), (ws, ws["gen"])
+        return hs[1:], (hs[T].copy(),), ws
 
     def backward(self, p, cache, dhs, dstate):
-        ws, gen = cache
-        self.check_cache(ws, gen)
+        ws = cache.check()
         hs, dxp, deriv, dh_next = ws["hs"], ws["dxp"], ws["deriv"], ws["dh_next"]
         T, B, H = dhs.shape
         WhT = np.ascontiguousarray(p["Wh"].T)

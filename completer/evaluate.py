@@ -1,0 +1,425 @@
+"""Measure a model on Python files it did not train on: the logic behind `completer eval`.
+
+    docs = read_files(["src/pkg/a.py", "tests/"])
+    report = evaluate(model, vocab, docs, train=train_texts(...), adapt=None)
+
+Measures (the protocol of shared/bench/ANCHORS.md, so the figures compare):
+- bpc, top1, top5: every character of every file is predicted from the file before it, read from
+  the zero state as the engine reads a file. Files are cut into segments of SEGMENT
+  characters read side by side as one batch, each after the WARMUP characters before it (read,
+  not scored): window forwards of the whole batch, no Python loop per character.
+- line completion: CUTS cut points drawn with seed 0 uniformly over the characters of all files,
+  skipping cuts whose rest of line is blank; greedy generation from the cut up to MAX_CHARS
+  characters or a newline; Exact Match = generated == truth after stripping trailing whitespace;
+  Edit Similarity = difflib ratio x 100. The state at a cut is read in the pass above, so its
+  context is the file before the cut (at least its last WARMUP characters; ANCHORS found context
+  beyond 2,000 characters changes no figure).
+- keystrokes saved: whole lines sampled with seed 0 (blank ones skipped) until KEYSTROKE_CHARS
+  characters, typed one keystroke at a time; wherever the greedy line suggestion matches the rest
+  of the line for 2 or more characters, the matching prefix is accepted for one keystroke;
+  saved = 1 - keystrokes / characters. A greedy suggestion from the true context matches exactly
+  as far as the model's guesses are right one after another, so the replay reads the guesses
+  of the pass above instead of decoding. Suggestions, like the engine's, never contain UNK.
+- references: lzma (xz -9e) and bz2 (-9) bits per character given the training corpus as
+  context, 8 x (len(compress(train + files)) - len(compress(train))) / characters, and a
+  Kneser-Ney character n-gram (completer.ngram, order NGRAM_ORDER unless asked) trained on the
+  same corpus: its bits per character, and its greedy line completion at the same cut points
+  (context = the file before the cut), scored as the model's.
+- with adaptation (completer.adapt): files are read one after another by one stream; each window
+  of ADAPT_WINDOW characters is scored, cut points in it are completed, then the weights take an
+  SGD step on it. The weights carry over from file to file, the recurrent state does not.
+"""
+from __future__ import annotations
+
+import bz2
+import difflib
+import lzma
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from completer.errors import CompleterError
+
+CUTS = 1000             # line-completion cut points
+SEED = 0
+MAX_CHARS = 80          # a line suggestion: up to this many characters or a newline
+KEYSTROKE_CHARS = 20_000
+SEGMENT = 8192          # characters scored per stream of the batched pass
+WARMUP = 2000           # characters read before a segment, unscored (the protocol's context)
+WINDOW = 256            # time steps per forward of the batched pass
+ADAPT_WINDOW = 128      # characters per SGD step with adaptation
+NGRAM_ORDER = 8
+
+
+@dataclass
+class Doc:
+    path: str
+    text: str
+
+
+# ---- inputs ----------------------------------------------------------------------------------
+def _python_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*.py")
+                  if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise CompleterError(f"{path}: not UTF-8 text") from None
+    except OSError as exc:
+        raise CompleterError(f"{path}: cannot read: {exc.strerror or exc}") from None
+
+
+def read_files(paths) -> list[Doc]:
+    """The files to evaluate: files as given, folders as their .py files (empty ones skipped)."""
+    docs = []
+    for raw in paths:
+        p = Path(raw).expanduser()
+        if p.is_dir():
+            found = [Doc(str(f), _read(f)) for f in _python_files(p)]
+            found = [d for d in found if d.text]
+            if not found:
+                raise CompleterError(f"{p}: no non-empty Python files in this folder")
+            docs += found
+        elif p.is_file():
+            text = _read(p)
+            if not text:
+                raise CompleterError(f"{p}: the file is empty")
+            docs.append(Doc(str(p), text))
+        else:
+            raise CompleterError(f"{p}: no such file or folder")
+    seen, unique = set(), []
+    for d in docs:  # a file named twice (or inside a named folder) counts once
+        key = Path(d.path).resolve()
+        if key not in seen:
+            seen.add(key)
+            unique.append(d)
+    return unique
+
+
+def train_texts(corpus, exclude: list[Doc]) -> list[str]:
+    """Every .py file of the training corpus folder except the evaluated ones."""
+    root = Path(corpus).expanduser()
+    if not root.is_dir():
+        raise CompleterError(f"{root}: the training corpus must be a folder")
+    skip = {Path(d.path).resolve() for d in exclude}
+    texts = []
+    for f in _python_files(root):
+        if f.resolve() in skip:
+            continue
+        try:
+            texts.append(f.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, OSError):
+            continue  # a reference point, not the measure: skip what cannot be read
+    texts = [t for t in texts if t]
+    if not texts:
+        raise CompleterError(f"{root}: no Python files left to train the references on")
+    return texts
+
+
+# ---- the protocol's samples and scores ---------------------------------------------------------
+def cut_points(docs: list[Doc], n: int = CUTS, seed: int = SEED) -> list[tuple[int, int]]:
+    """(doc index, offset) pairs, sorted: uniform over characters whose rest of line is not blank."""
+    eligible = []
+    for d, doc in enumerate(docs):
+        text = doc.text
+        start = 0
+        for line in text.split("\n"):
+            # offset j in the line is eligible while line[j:] has a non-blank character
+            last = len(line.rstrip())
+            if last:
+                eligible.append(np.stack([np.full(last, d), start + np.arange(last)], axis=1))
+            start += len(line) + 1
+    if not eligible:
+        return []
+    eligible = np.concatenate(eligible)
+    rng = np.random.default_rng(seed)
+    picks = np.sort(rng.choice(len(eligible), size=min(n, len(eligible)), replace=False))
+    return [(int(d), int(p)) for d, p in eligible[picks]]
+
+
+def rest_of_line(text: str, pos: int) -> str:
+    end = text.find("\n", pos)
+    return text[pos:] if end < 0 else text[pos:end]
+
+
+def line_match(generated: str, truth: str) -> tuple[bool, float]:
+    """(Exact Match, Edit Similarity 0-100) of one completion, trailing whitespace stripped."""
+    g, t = generated.rstrip(), truth.rstrip()
+    return g == t, difflib.SequenceMatcher(None, g, t).ratio() * 100.0
+
+
+def keystroke_lines(docs: list[Doc], min_chars: int = KEYSTROKE_CHARS, seed: int = SEED):
+    """(doc index, start, end) of whole non-blank lines, in a seeded order, until min_chars."""
+    lines = []
+    for d, doc in enumerate(docs):
+        start = 0
+        for line in doc.text.split("\n"):
+            if line.strip():
+                lines.append((d, start, start + len(line)))
+            start += len(line) + 1
+    order = np.random.default_rng(seed).permutation(len(lines))
+    picked, total = [], 0
+    for i in order:
+        if total >= min_chars:
+            break
+        picked.append(lines[i])
+        total += lines[i][2] - lines[i][1]
+    return picked
+
+
+def keystrokes(hits, max_chars: int = MAX_CHARS) -> int:
+    """Keystrokes to type a line, given whether the greedy guess at each of its characters is right.
+
+    At each point the suggestion matches the rest of the line for as many characters as the guesses
+    stay right (at most max_chars); 2 or more are accepted with one keystroke, otherwise one
+    character is typed."""
+    n, q, keys = len(hits), 0, 0
+    while q < n:
+        m = 0
+        while q + m < n and m < max_chars and hits[q + m]:
+            m += 1
+        q += m if m >= 2 else 1
+        keys += 1
+    return keys
+
+
+def compressed_bpc(train: str, test: str, compressor: str) -> float:
+    """Bits per character of `test` that a compressor needs after seeing `train`."""
+    if compressor == "lzma":
+        size = lambda s: len(lzma.compress(s.encode("utf-8"), preset=9 | lzma.PRESET_EXTREME))
+    elif compressor == "bz2":
+        size = lambda s: len(bz2.compress(s.encode("utf-8"), compresslevel=9))
+    else:
+        raise CompleterError(f"unknown compressor {compressor!r}")
+    return 8.0 * (size(train + test) - size(train)) / len(test)
+
+
+# ---- reading with the model --------------------------------------------------------------------
+def _head(model, state):
+    """Logits (B, V) of the next character from a state."""
+    return state[-1][0] @ model.params["head.W"] + model.params["head.b"]
+
+
+def _take(state, rows):
+    return [tuple(a[rows] for a in layer) for layer in state]
+
+
+def _stack(states):
+    return [tuple(np.concatenate([s[l][k] for s in states]) for k in range(len(states[0][l])))
+            for l in range(len(states[0]))]
+
+
+def _window_stats(logits, targets, unk):
+    """Per position: bits, top-1 hit, top-5 hit, and whether the suggestion (the most likely
+    character other than UNK, which is never suggested) is right. logits (T, B, V), targets (T, B)."""
+    z = logits.astype(np.float64)
+    m = z.max(axis=-1, keepdims=True)
+    lse = m[..., 0] + np.log(np.exp(z - m).sum(axis=-1))              # (T, B)
+    zt = np.take_along_axis(z, targets[..., None], axis=-1)             # (T, B, 1)
+    rank = (z > zt).sum(axis=-1)                                        # (T, B) strictly better
+    suggest = np.delete(z, unk, axis=-1).argmax(axis=-1)                # (T, B) ids < unk
+    return (lse - zt[..., 0]) / math.log(2), rank == 0, rank < 5, suggest == targets
+
+
+def greedy_lines(model, vocab, state, max_chars: int = MAX_CHARS, table=None) -> list[str]:
+    """Greedy continuation of B states up to max_chars or a newline (never UNK), batched."""
+    B = state[0][0].shape[0]
+    out = [[] for _ in range(B)]
+    newline = vocab.id("\n")
+    table = model.input_table() if table is None else table
+    active = np.arange(B)
+    logits = _head(model, state)
+    for step in range(max_chars):
+        logits[:, vocab.unk] = -np.inf
+        c = logits.argmax(axis=-1)                                      # (A,)
+        keep = c != newline
+        for i, ch in zip(active[keep], c[keep]):
+            out[i].append(int(ch))
+        active, c = active[keep], c[keep]
+        if not len(active) or step == max_chars - 1:
+            break
+        logits, state = model.step(c, _take(state, keep), table)
+    return [vocab.decode(o) for o in out]
+
+
+@dataclass
+class Pass:
+    """One reading of the files: per-character arrays per document, one completion per cut."""
+    bits: list          # bits of each character
+    hit1: list          # top-1 right
+    hit5: list          # top-5 right
+    suggest: list       # the suggestion's first character right (what keystrokes replay)
+    completions: list
+
+    @classmethod
+    def empty(cls, docs, cuts):
+        z = lambda dtype: [np.zeros(len(d.text), dtype) for d in docs]
+        return cls(z(float), z(bool), z(bool), z(bool), [None] * len(cuts))
+
+    def put(self, d, start, stats):
+        """Store per-character stats (each (n,)) of doc d from offset start."""
+        for full, part in zip((self.bits, self.hit1, self.hit5, self.suggest), stats):
+            full[d][start:start + len(part)] = part
+
+
+def _first_char(model, vocab, pass_, d, text):
+    """A file's first character is predicted from the zero state, as the engine reads a file."""
+    logits = _head(model, model.zero_state(1))[None]                    # (1, 1, V)
+    tgt = vocab.encode(text[:1]).astype(np.int64)[None]                 # (1, 1)
+    pass_.put(d, 0, [a[:, 0] for a in _window_stats(logits, tgt, vocab.unk)])
+
+
+def read_static(model, vocab, docs, cuts, segment=SEGMENT, warmup=WARMUP, window=WINDOW) -> Pass:
+    """Score every character; complete every cut. Segments of all files read as one batch.
+
+    A file is read from the zero state (the engine's convention); the state at offset p has read
+    text[b0:p] and predicts text[p]. Stream b reads text[b0:e-1] and scores text[s:e]."""
+    streams = []                              # (doc, first scored offset, end, first read offset)
+    for d, doc in enumerate(docs):
+        for s in range(0, len(doc.text), segment):
+            streams.append((d, s, min(s + segment, len(doc.text)), max(0, s - warmup)))
+    B, T = len(streams), max(e - 1 - b0 for _, _, e, b0 in streams)
+    x = np.zeros((T, B), np.int64)            # (T, B) inputs, padded at the end
+    y = np.zeros((T, B), np.int64)            # (T, B) targets: y[t] follows x[t]
+    ids = [vocab.encode(doc.text).astype(np.int64) for doc in docs]
+    for b, (d, s, e, b0) in enumerate(streams):
+        x[:e - 1 - b0, b], y[:e - 1 - b0, b] = ids[d][b0:e - 1], ids[d][b0 + 1:e]
+    out = Pass.empty(docs, cuts)
+    stops = {}                                # local boundary -> [(stream, cut index)]
+    cut_states = [None] * len(cuts)
+    for c, (d, p) in enumerate(cuts):
+        b = next(i for i, (dd, s, e, _) in enumerate(streams) if dd == d and s <= p < e)
+        stops.setdefault(p - streams[b][3], []).append((b, c))
+    zero = model.zero_state(1)
+    for b, c in stops.pop(0, ()):             # cuts at the top of a file
+        cut_states[c] = zero
+    state, table = model.zero_state(B), model.input_table()
+    bounds = sorted(set(range(0, T, window)) | set(stops) | {T})
+    stats = [np.zeros((T, B)), np.zeros((T, B), bool), np.zeros((T, B), bool), np.zeros((T, B), bool)]
+    for t0, t1 in zip(bounds[:-1], bounds[1:]):
+        logits, state, _ = model.forward(x[t0:t1], state, table=table)  # (t, B, V)
+        for full, part in zip(stats, _window_stats(logits, y[t0:t1], vocab.unk)):
+            full[t0:t1] = part
+        for b, c in stops.get(t1, ()):
+            cut_states[c] = _take(state, slice(b, b + 1))
+    for b, (d, s, e, b0) in enumerate(streams):
+        # local t predicts text[b0 + 1 + t]; scored offsets s..e-1 (offset 0 apart)
+        lo = max(s, 1)
+        out.put(d, lo, [a[lo - 1 - b0:e - 1 - b0, b] for a in stats])
+    for d, doc in enumerate(docs):
+        _first_char(model, vocab, out, d, doc.text)
+    if cuts:
+        out.completions = greedy_lines(model, vocab, _stack(cut_states), table=table)
+    return out
+
+
+def read_adaptive(model, vocab, docs, cuts, adapter, window=ADAPT_WINDOW) -> Pass:
+    """Score and complete as read_static, one stream, learning from each window once scored."""
+    out = Pass.empty(docs, cuts)
+    by_doc = {}
+    for c, (d, p) in enumerate(cuts):
+        by_doc.setdefault(d, {})[p] = c       # boundary p: the state after text[:p]
+    for d, doc in enumerate(docs):
+        ids = vocab.encode(doc.text).astype(np.int64)
+        x, y = ids[:-1, None], ids[1:, None]  # (T, 1)
+        T = len(x)
+        _first_char(model, vocab, out, d, doc.text)
+        stops = by_doc.get(d, {})
+        if 0 in stops:
+            out.completions[stops[0]] = greedy_lines(model, vocab, model.zero_state(1))[0]
+        state = model.zero_state(1)
+        for w0 in range(0, T, window):
+            w1 = min(w0 + window, T)
+            bounds = sorted({w0, w1} | {t for t in stops if w0 < t < w1})
+            pieces, found, table = [], [], model.input_table()  # the weights of this window
+            for t0, t1 in zip(bounds[:-1], bounds[1:]):
+                logits, state, cache = model.forward(x[t0:t1], state, table=table)  # (t, 1, V)
+                out.put(d, t0 + 1, [a[:, 0] for a in _window_stats(logits, y[t0:t1], vocab.unk)])
+                pieces.append((t1 - t0, logits, cache, y[t0:t1]))
+                if t1 in stops:
+                    found.append((stops[t1], state))
+            if found:  # complete with the weights as they are now, before learning this window
+                texts = greedy_lines(model, vocab, _stack([s for _, s in found]), table=table)
+                for (c, _), text in zip(found, texts):
+                    out.completions[c] = text
+            # one SGD step on the window's mean loss: backward piece by piece, carrying d(state)
+            grads, dstate = {}, None
+            for n, logits, cache, tgt in reversed(pieces):
+                _, dlogits = model.softmax_xent(logits, tgt)
+                g, dstate = model.backward(cache, dlogits * (n / (w1 - w0)), dstate)
+                for k, v in g.items():
+                    grads[k] = grads[k] + v if k in grads else v
+            adapter.apply(grads)
+    return out
+
+
+# ---- the report ---------------------------------------------------------------------------------
+def line_scores(docs, cuts, completions) -> tuple[float, float, float]:
+    """(Exact Match %, Edit Similarity, 95% half-interval of EM in points) of one completion per cut."""
+    scores = [line_match(g, rest_of_line(docs[d].text, pos)) for g, (d, pos) in zip(completions, cuts)]
+    em = float(np.mean([s[0] for s in scores]))
+    ci95 = 100.0 * 1.96 * math.sqrt(em * (1 - em) / len(scores))
+    return 100.0 * em, float(np.mean([s[1] for s in scores])), ci95
+
+
+def summarize(docs, cuts, lines, p: Pass) -> dict:
+    chars = sum(len(d.text) for d in docs)
+    bits = np.concatenate(p.bits)
+    r = {"bpc": float(bits.mean()), "top1": 100.0 * float(np.concatenate(p.hit1).mean()),
+         "top5": 100.0 * float(np.concatenate(p.hit5).mean()), "chars": chars}
+    if cuts:
+        em, es, ci = line_scores(docs, cuts, p.completions)
+        r.update(line_em=em, line_es=es, line_em_ci95=ci, cuts=len(cuts))
+    else:
+        r.update(line_em=None, line_es=None, line_em_ci95=None, cuts=0)
+    typed = sum(e - s for _, s, e in lines)
+    keys = sum(keystrokes(p.suggest[d][s:e]) for d, s, e in lines)
+    r.update(keystrokes_saved=1.0 - keys / typed if typed else None, keystroke_chars=typed)
+    return r
+
+
+def evaluate(model, vocab, docs, train=None, adapt=None, ngram_order=NGRAM_ORDER, log=None) -> dict:
+    """The full report. train: training texts for the references (None: references are None);
+    adapt: an Adapter (completer.adapt) to measure with dynamic evaluation, besides without."""
+    log = log or (lambda msg: None)
+    t_start = time.perf_counter()
+    if not docs or not any(d.text for d in docs):
+        raise CompleterError("nothing to evaluate: no non-empty files")
+    cuts = cut_points(docs)
+    lines = keystroke_lines(docs)
+    t = time.perf_counter()
+    report = summarize(docs, cuts, lines, read_static(model, vocab, docs, cuts))
+    log(f"model: {report['chars']:,} characters, {len(cuts)} cut points in {time.perf_counter() - t:.1f}s")
+    if adapt is not None:
+        t = time.perf_counter()
+        adapted = summarize(docs, cuts, lines, read_adaptive(model, vocab, docs, cuts, adapt))
+        log(f"with adaptation: {adapt.steps} SGD steps in {time.perf_counter() - t:.1f}s")
+        adapt.reset()
+        report = {**adapted, "static": {k: report[k] for k in
+                                        ("bpc", "top1", "top5", "line_em", "line_es", "keystrokes_saved")},
+                  "adapt": {"lr": adapt.lr, "clip": adapt.clip, "window": ADAPT_WINDOW}}
+    report.update(lzma_bpc=None, bz2_bpc=None, ngram_bpc=None, ngram_line_em=None, ngram_line_es=None,
+                  ngram_line_em_ci95=None, ngram_order=ngram_order)
+    if train:
+        from completer.ngram import NGram
+
+        t = time.perf_counter()
+        train_text, test_text = "".join(train), "".join(d.text for d in docs)
+        report["lzma_bpc"] = compressed_bpc(train_text, test_text, "lzma")
+        report["bz2_bpc"] = compressed_bpc(train_text, test_text, "bz2")
+        lm = NGram.train(train, ngram_order)
+        report["ngram_bpc"] = lm.bpc([d.text for d in docs])
+        if cuts:
+            completions = lm.greedy_lines([docs[d].text[:pos] for d, pos in cuts], MAX_CHARS)
+            em, es, ci = line_scores(docs, cuts, completions)
+            report.update(ngram_line_em=em, ngram_line_es=es, ngram_line_em_ci95=ci)
+        report["train_chars"] = len(train_text)
+        log(f"references on {len(train_text):,} training characters in {time.perf_counter() - t:.1f}s")
+    report["seconds"] = time.perf_counter() - t_start
+    return report

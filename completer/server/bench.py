@@ -1,0 +1,109 @@
+"""Keystroke latency of `completer serve` over real pipes, for `completer bench`.
+
+`measure(model_path)` starts `completer serve` as a subprocess, opens a 2,000-line Python
+document, then types characters one at a time in its middle. For each keystroke it times the
+interval from writing the `didChange` (one inserted character, incremental sync) to reading the
+`inlineCompletion` answer at the new cursor, as an editor would see it. Returns p50/p99 in ms.
+
+`PipeClient` is a minimal synchronous LSP client over a subprocess's pipes (also used by tests).
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from completer.server.framing import LspReader, LspWriter
+
+
+class PipeClient:
+    def __init__(self, command: list, stderr=subprocess.DEVNULL):
+        self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr)
+        self.reader, self.writer = LspReader(self.proc.stdout), LspWriter(self.proc.stdin)
+        self.next_id = 0
+
+    def send(self, msg: dict) -> None:
+        self.writer.send(json.dumps(msg).encode())
+
+    def notify(self, method: str, params: dict) -> None:
+        self.send({"jsonrpc": "2.0", "method": method, "params": params})
+
+    def request(self, method: str, params: dict | None = None) -> dict:
+        """Send a request and return its whole response message (notifications are skipped)."""
+        self.next_id += 1
+        self.send({"jsonrpc": "2.0", "id": self.next_id, "method": method, "params": params or {}})
+        return self.wait(self.next_id)
+
+    def wait(self, id_) -> dict:
+        while True:
+            body = self.reader.read()
+            if not isinstance(body, bytes):
+                raise RuntimeError(f"server sent no answer to request {id_} ({body!r})")
+            msg = json.loads(body)
+            if msg.get("id") == id_ and "method" not in msg:
+                return msg
+
+    def close(self, timeout: float = 10) -> int:
+        if self.proc.poll() is None:
+            try:
+                self.request("shutdown")
+                self.notify("exit", {})
+            except (OSError, RuntimeError):
+                pass
+        self.proc.stdin.close()
+        rc = self.proc.wait(timeout)
+        self.proc.stdout.close()
+        return rc
+
+
+def document(lines: int = 2000) -> str:
+    """A real Python document of `lines` lines: completer's own sources, repeated."""
+    source = "".join(p.read_text(encoding="utf-8") for p in sorted(Path(__file__).parents[1].rglob("*.py")))
+    src_lines = source.splitlines(keepends=True)
+    return "".join(src_lines[i % len(src_lines)] for i in range(lines))
+
+
+def measure(model_path=None, keystrokes: int = 300, warmup: int = 20, lines: int = 2000,
+            command: list | None = None) -> dict:
+    """p50/p99 (ms) of didChange(one character) -> inlineCompletion response on a `lines`-line file."""
+    command = command or [sys.executable, "-m", "completer", "serve"]
+    if model_path is not None:
+        command = [*command, "--model", str(model_path)]
+    text = document(lines)
+    all_lines = text.splitlines(keepends=True)
+    typed = "".join(all_lines[lines // 4: lines // 4 + 60])  # text to type, from elsewhere in the file
+    client = PipeClient(command)
+    try:
+        init = client.request("initialize", {"capabilities": {}, "processId": None})
+        if "error" in init:
+            raise RuntimeError(f"initialize failed: {init['error']['message']}")
+        client.notify("initialized", {})
+        uri = "file:///bench/document.py"
+        client.notify("textDocument/didOpen", {"textDocument": {"uri": uri, "languageId": "python", "version": 0,
+                                                                "text": text}})
+        line, char, times = lines // 2, 0, []
+        for k in range(warmup + keystrokes):
+            ch = typed[k % len(typed)]
+            here = {"line": line, "character": char}
+            start = time.perf_counter()
+            client.notify("textDocument/didChange", {"textDocument": {"uri": uri, "version": k + 1},
+                                                     "contentChanges": [{"range": {"start": here, "end": here},
+                                                                         "text": ch}]})
+            line, char = (line + 1, 0) if ch == "\n" else (line, char + len(ch.encode("utf-16-le")) // 2)
+            answer = client.request("textDocument/inlineCompletion", {
+                "textDocument": {"uri": uri}, "position": {"line": line, "character": char},
+                "context": {"triggerKind": 2}})
+            elapsed = time.perf_counter() - start
+            if "error" in answer:
+                raise RuntimeError(f"inlineCompletion failed: {answer['error']['message']}")
+            if k >= warmup:
+                times.append(elapsed * 1000)
+    finally:
+        client.close()
+    ms = np.array(times)
+    return {"keystrokes": len(times), "lines": lines, "p50_ms": float(np.percentile(ms, 50)),
+            "p99_ms": float(np.percentile(ms, 99)), "mean_ms": float(ms.mean()), "max_ms": float(ms.max())}

@@ -1,0 +1,208 @@
+"""The LSP methods of `completer serve`: read the params, call the engine, wrap the result.
+
+`Session` holds one connection's state (the engine, the settings, the position encoding, the
+open documents) and exposes `requests` and `notifications` tables for jsonrpc.Dispatcher.
+Documents live in the engine (its per-document state cache follows every edit); the session only
+keeps a LineIndex per document, rebuilt when the engine's text changes, to turn positions into
+str offsets.
+
+Settings come from `initializationOptions` and `workspace/didChangeConfiguration`
+(`settings.completer` or `settings` itself): model, mode, decoder, temperature, threshold,
+maxChars, n. See the README's "Editor protocol" section.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import time
+
+from completer import __version__
+from completer.registry import registry
+from completer.server.jsonrpc import INVALID_PARAMS, RpcError
+from completer.server.positions import LineIndex
+
+log = logging.getLogger("completer.server")
+INVOKED = 1  # InlineCompletionTriggerKind.Invoked: the user asked, so offer a whole block
+WORD = re.compile(r"[A-Za-z0-9_]*\Z")
+
+# setting -> (type(s), check, Request field); None as a value restores the default
+SETTINGS = {
+    "model": (str, None, None),
+    "mode": (str, None, "mode"),
+    "decoder": (str, None, "decoder"),
+    "temperature": ((int, float), lambda v: v > 0, "temperature"),
+    "threshold": ((int, float), lambda v: 0 <= v < 1, "min_prob"),
+    "maxChars": (int, lambda v: v >= 1, "max_chars"),
+    "n": (int, lambda v: 1 <= v <= 50, "n"),
+}
+DEFAULTS = {"model": None, "mode": "line", "decoder": "greedy", "temperature": 1.0, "threshold": 0.0,
+            "maxChars": 80, "n": 5}
+
+
+def field(obj, path: str, types, default=...):
+    """obj["a"]["b"] for path "a.b", type-checked; a missing or mistyped value is -32602."""
+    for name in path.split("."):
+        if not isinstance(obj, dict) or name not in obj:
+            if default is not ...:
+                return default
+            raise RpcError(INVALID_PARAMS, f"missing {path}")
+        obj = obj[name]
+    if not isinstance(obj, types) or (isinstance(obj, bool) and bool not in _tuple(types)):
+        raise RpcError(INVALID_PARAMS, f"{path} has the wrong type ({type(obj).__name__})")
+    return obj
+
+
+def _tuple(types):
+    return types if isinstance(types, tuple) else (types,)
+
+
+class Session:
+    def __init__(self, model=None):
+        self.settings = dict(DEFAULTS, model=model)
+        self.engine = None
+        self.encoding = "utf-16"
+        self.open_uris: set = set()
+        self.indexes: dict = {}  # uri -> LineIndex of the engine's current text
+        self.requests = {
+            "initialize": self.initialize,
+            "shutdown": lambda params, token: None,
+            "textDocument/inlineCompletion": self.inline_completion,
+            "textDocument/completion": self.completion,
+            "completer/complete": self.complete,
+        }
+        self.notifications = {
+            "initialized": lambda params: None,
+            "textDocument/didOpen": self.did_open,
+            "textDocument/didChange": self.did_change,
+            "textDocument/didClose": self.did_close,
+            "workspace/didChangeConfiguration": self.did_change_configuration,
+        }
+
+    # ---- lifecycle and settings -----------------------------------------------------------
+    def initialize(self, params, token):
+        offered = field(params, "capabilities.general.positionEncodings", list, [])
+        self.encoding = next((e for e in ("utf-32", "utf-8") if e in offered), "utf-16")
+        self.configure(field(params, "initializationOptions", (dict, type(None)), None) or {})
+        return {"capabilities": {
+                    "positionEncoding": self.encoding,
+                    "textDocumentSync": {"openClose": True, "change": 2},  # 2 = incremental
+                    "inlineCompletionProvider": True,
+                    "completionProvider": {"resolveProvider": False, "triggerCharacters": ["."]}},
+                "serverInfo": {"name": "completer", "version": __version__}}
+
+    def did_change_configuration(self, params):
+        settings = field(params, "settings", dict)
+        self.configure(settings.get("completer", settings) if isinstance(settings.get("completer"), dict)
+                       else settings)
+
+    def configure(self, options: dict) -> None:
+        """Validate and apply settings; (re)load the model when its path changes."""
+        new = dict(self.settings)
+        for key, value in options.items():
+            if key not in SETTINGS:
+                continue  # other tools' settings may share the section
+            types, check, _ = SETTINGS[key]
+            if value is None:
+                value = DEFAULTS[key]
+            elif not isinstance(value, types) or isinstance(value, bool) or (check and not check(value)):
+                raise RpcError(INVALID_PARAMS, f"setting {key}: invalid value {value!r}")
+            new[key] = value
+        self.request_for(new, new["mode"])  # refuses a bad mode or value now, not at each keystroke
+        registry.get("decoder", new["decoder"])
+        if self.engine is None or new["model"] != self.settings["model"]:
+            self.load(new["model"])
+        self.settings = new
+
+    def load(self, model) -> None:
+        from completer.engine import Engine
+
+        engine = Engine.from_checkpoint(model)  # CompleterError -> -32602 with its one-line message
+        for uri in self.open_uris:  # the documents move to the new model
+            engine.open(uri, self.engine.text(uri))
+        self.engine, self.indexes = engine, {}
+        log.info("model loaded: %s", engine.describe())
+
+    def request_for(self, settings: dict, mode: str, **overrides):
+        from completer.engine import Request
+
+        fields = {f: settings[k] for k, (_, _, f) in SETTINGS.items() if f}
+        return Request(**dict(fields, mode=mode, **overrides)).validated()
+
+    # ---- documents ------------------------------------------------------------------------
+    def did_open(self, params):
+        uri, text = field(params, "textDocument.uri", str), field(params, "textDocument.text", str)
+        self.engine.open(uri, text)
+        self.open_uris.add(uri)
+
+    def did_change(self, params):
+        uri = self.document(params)
+        for change in field(params, "contentChanges", list):
+            text = field(change, "text", str)
+            if "range" in change:
+                index = self.index(uri)
+                start, end = sorted((self.offset(index, change, "range.start"), self.offset(index, change, "range.end")))
+                self.engine.edit(uri, start, end, text)
+                self.indexes[uri] = index.edited(start, end, text, self.engine.text(uri))
+            else:
+                self.engine.change(uri, text)
+
+    def did_close(self, params):
+        uri = self.document(params)
+        self.engine.close(uri)
+        self.open_uris.discard(uri)
+        self.indexes.pop(uri, None)
+
+    def document(self, params) -> str:
+        uri = field(params, "textDocument.uri", str)
+        if uri not in self.open_uris:
+            raise RpcError(INVALID_PARAMS, f"document not open: {uri}")
+        return uri
+
+    def index(self, uri) -> LineIndex:
+        text = self.engine.text(uri)
+        index = self.indexes.get(uri)
+        if index is None or index.text is not text:
+            index = self.indexes[uri] = LineIndex(text)
+        return index
+
+    def offset(self, index: LineIndex, obj, path: str) -> int:
+        return index.offset(field(obj, f"{path}.line", int), field(obj, f"{path}.character", int), self.encoding)
+
+    # ---- completions ----------------------------------------------------------------------
+    def inline_completion(self, params, token):
+        uri = self.document(params)
+        offset = self.offset(self.index(uri), params, "position")
+        invoked = field(params, "context.triggerKind", int, 2) == INVOKED
+        req = self.request_for(self.settings, "block" if invoked else self.settings["mode"])
+        here = {"start": params["position"], "end": params["position"]}
+        return {"items": [{"insertText": c.text, "range": here}
+                          for c in self.engine.complete(uri, offset, req, cancel=token) if c.text]}
+
+    def completion(self, params, token):
+        uri = self.document(params)
+        index = self.index(uri)
+        offset = self.offset(index, params, "position")
+        word = WORD.search(index.text, index.starts[index.position(offset, "utf-32")["line"]], offset).group()
+        n = self.settings["n"]
+        req = self.request_for(self.settings, "token", decoder="beam", n=n, beam=max(n, 4))
+        edit = {"start": index.position(offset - len(word), self.encoding), "end": params["position"]}
+        items, seen = [], set()
+        for c in self.engine.complete(uri, offset, req, cancel=token):
+            label = word + c.text
+            if c.text and label not in seen:
+                seen.add(label)
+                items.append({"label": label, "kind": 1, "detail": f"{c.prob:.1%}", "filterText": label,
+                              "sortText": f"{len(items):04d}", "textEdit": {"range": edit, "newText": label}})
+        return {"isIncomplete": True, "items": items}
+
+    def complete(self, params, token):
+        text = field(params, "text", str)
+        overrides = {f: field(params, k, t) for k, t, f in (
+            ("mode", str, "mode"), ("decoder", str, "decoder"), ("temperature", (int, float), "temperature"),
+            ("seed", (int, type(None)), "seed"), ("n", int, "n"), ("maxChars", int, "max_chars"))
+            if k in params}
+        req = self.request_for(self.settings, overrides.pop("mode", "line"), **overrides)
+        start = time.perf_counter()
+        completions = self.engine.complete_text(text, req, cancel=token, suffix=field(params, "suffix", str, ""))
+        return {"completions": [{"text": c.text, "logprob": c.logprob} for c in completions],
+                "elapsed_ms": round((time.perf_counter() - start) * 1000, 3)}

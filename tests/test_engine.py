@@ -1,0 +1,183 @@
+"""The engine contract: documents, incremental states, bounded context, bad input, threads."""
+import threading
+
+import numpy as np
+import pytest
+
+from completer.engine import CancelToken, Cancelled, Completion, Engine, Request
+from completer.errors import CompleterError
+
+SRC = ("import os\n\n\ndef load(path):\n    with open(path) as f:\n        return f.read()\n\n\n"
+       "class Session:\n    def __init__(self, url):\n        self.url = url\n") * 20
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_checkpoint):
+    return Engine.from_checkpoint(tiny_checkpoint, context=128)
+
+
+def test_describe_and_completion_fields(engine, tiny_checkpoint):
+    d = engine.describe()
+    assert {"cell", "hidden", "layers", "embed", "params", "path", "vocab_size"} <= set(d)
+    assert d["cell"] == "lstm" and d["hidden"] == 16 and d["path"] == str(tiny_checkpoint)
+    (c,) = engine.complete_text("def f(x):\n    return ", Request(mode="line", max_chars=10))
+    assert isinstance(c, Completion) and 0 < len(c.text) <= 10
+    assert len(c.char_logprobs) == len(c.text)
+    assert c.logprob == pytest.approx(sum(c.char_logprobs))
+    assert c.prob == pytest.approx(np.exp(c.logprob))
+
+
+def test_document_edits_track_text(engine):
+    engine.open("u", "abc")
+    engine.edit("u", 1, 2, "XY")
+    engine.edit("u", 4, 4, "!")
+    assert engine.text("u") == "aXYc!"
+    engine.change("u", "new")
+    assert engine.text("u") == "new"
+    engine.close("u")
+    with pytest.raises(CompleterError):
+        engine.text("u")
+
+
+def _state_now(engine, uri, p):
+    engine.prepare(uri, p)
+    doc = engine._docs[uri]
+    return doc.heads[engine.block_start(p)][1]
+
+
+@pytest.mark.parametrize("p", [0, 1, 63, 64, 65, 200, 255, 256, 300, len(SRC)])
+def test_complete_equals_complete_text_whatever_the_history(engine, p):
+    """The state at p depends on the text only: a cold read, a read after typing the text one
+    character at a time, and a read after an edit in the middle all agree."""
+    req = Request(mode="line", max_chars=20)
+    cold = engine.complete_text(SRC[:p], req, suffix=SRC[p:])
+    engine.open("typed", "")
+    for i in range(p):
+        engine.edit("typed", i, i, SRC[i])
+        engine.prepare("typed", i + 1)
+    assert engine.text("typed") == SRC[:p]
+    engine.open("edited", SRC)
+    engine.prepare("edited", len(SRC))
+    engine.edit("edited", p // 2, p // 2 + 3, "zzz")
+    engine.prepare("edited", len(SRC))
+    engine.edit("edited", p // 2, p // 2 + 3, SRC[p // 2:p // 2 + 3])
+    for uri in ("typed", "edited"):
+        s_doc = _state_now(engine, uri, p)
+        engine._scratch.set_text(SRC[:p])
+        s_ref = engine._state_at(engine._scratch, p)
+        for a, b in zip(s_doc, s_ref):
+            for x, y in zip(a, b):
+                np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+        # "typed" holds only SRC[:p]: nothing after the cursor
+        assert engine.complete(uri, p, req) == (cold if uri == "edited" else engine.complete_text(SRC[:p], req))
+
+
+def test_edit_keeps_states_before_it(engine):
+    engine.open("k", SRC)
+    engine.prepare("k", 620)  # reads from 512 (context 128)
+    doc = engine._docs["k"]
+    before = {k for k in doc.saved if k[1] <= 550}
+    assert before and any(k[1] > 550 for k in doc.saved)
+    engine.edit("k", 550, 551, "#")
+    assert before <= set(doc.saved) and all(k[1] <= 550 for k in doc.saved)
+
+
+def test_bounded_context_makes_a_10mb_document_fast(engine):
+    import time
+
+    big = "x = 1\n" * (10_000_000 // 6)
+    t = time.perf_counter()
+    engine.open("big", big)
+    out = engine.complete("big", len(big), Request(mode="line", max_chars=5))
+    engine.edit("big", len(big) // 2, len(big) // 2, "y")
+    engine.complete("big", len(big) // 2 + 1, Request(mode="char"))
+    assert time.perf_counter() - t < 5.0
+    assert isinstance(out, list)
+    engine.close("big")
+
+
+@pytest.mark.parametrize("bad", [dict(mode="para"), dict(temperature=-0.5), dict(top_p=0.0),
+                                 dict(n=0), dict(max_chars=0), dict(beam=0), dict(min_prob=2.0),
+                                 dict(temperature=float("nan")), dict(seed=-1), dict(top_k="3")])
+def test_bad_requests_raise_completer_error(engine, bad):
+    with pytest.raises(CompleterError):
+        engine.complete_text("x = ", Request(**bad))
+
+
+def test_bad_cursor_and_unknown_decoder(engine):
+    engine.open("d", "abc")
+    for off in (-1, 4, 1.5, None):
+        with pytest.raises(CompleterError):
+            engine.complete("d", off, Request())
+    with pytest.raises(CompleterError, match="unknown decoder"):
+        engine.complete("d", 3, Request(decoder="no-such"))
+    with pytest.raises(CompleterError):
+        engine.complete("not-open", 0, Request())
+    with pytest.raises(CompleterError):
+        engine.edit("d", 2, 10, "x")
+
+
+def test_empty_document_and_unknown_characters(engine):
+    engine.open("e", "")
+    out = engine.complete("e", 0, Request(mode="line", max_chars=5))
+    assert all(isinstance(c, Completion) for c in out)
+    # characters outside the vocabulary read as UNK, and UNK is never suggested
+    out = engine.complete_text("s = 'héllo wörld ✓ 𝄞' + ", Request(mode="line", max_chars=40, n=3,
+                                                                     decoder="temperature", seed=0))
+    assert all("\ufffd" not in c.text for c in out)
+
+
+def test_cancel(engine):
+    tok = CancelToken()
+    tok.cancel()
+    with pytest.raises(Cancelled):
+        engine.complete_text("x = ", Request(mode="line"), cancel=tok)
+
+
+def test_cancel_between_characters_leaves_the_document_usable(engine):
+    class CancelAfter(CancelToken):
+        """Cancelled from the k-th check on: as if the user typed while the request decoded."""
+        def __init__(self, k):
+            super().__init__()
+            self.k = k
+
+        @property
+        def cancelled(self):
+            self.k -= 1
+            return self.k < 0
+
+    engine.open("c", SRC)
+    tok = CancelAfter(5)
+    with pytest.raises(Cancelled):
+        engine.complete("c", 300, Request(mode="free", max_chars=200), cancel=tok)
+    assert tok.k == -1   # checked once per character, stopped at the first cancelled check
+    assert engine.complete("c", 300, Request(mode="line")) == engine.complete_text(SRC[:300], Request(mode="line"),
+                                                                                  suffix=SRC[300:])
+
+
+def test_threads_share_an_engine(engine):
+    engine.open("t", SRC)
+    req = Request(mode="line", max_chars=15)
+    expected = {p: engine.complete_text(SRC[:p], req, suffix=SRC[p:]) for p in (100, 300, 700)}
+    errors = []
+
+    def worker(seed):
+        rng = np.random.default_rng(seed)
+        try:
+            for _ in range(20):
+                p = int(rng.choice(list(expected)))
+                assert engine.complete("t", p, req) == expected[p]
+        except Exception as exc:  # reported below
+            errors.append(exc)
+
+    def typist():
+        for i in range(200):
+            engine.open(f"typing-{i % 3}", SRC[:i])
+            engine.prepare(f"typing-{i % 3}", i)
+
+    threads = [threading.Thread(target=worker, args=(s,)) for s in range(3)] + [threading.Thread(target=typist)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors

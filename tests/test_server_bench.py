@@ -1,0 +1,23 @@
+"""The keystroke-latency bench runs over real pipes and reports sane percentiles."""
+from completer.server.bench import PipeClient, document, measure
+
+
+def test_measure_reports_latency_percentiles(tiny_checkpoint):
+    result = measure(tiny_checkpoint, keystrokes=30, warmup=5, lines=300)
+    assert result["keystrokes"] == 30 and result["lines"] == 300
+    assert 0 < result["p50_ms"] <= result["p99_ms"] <= result["max_ms"] < 5000
+
+
+def test_document_has_the_requested_lines():
+    assert document(2000).count("\n") == 2000
+
+
+def test_pipe_client_reports_a_dead_server(tmp_path):
+    client = PipeClient(["python3", "-c", "pass"])
+    try:
+        client.request("initialize")
+    except (RuntimeError, OSError) as exc:
+        assert "no answer" in str(exc) or isinstance(exc, OSError)
+    else:
+        raise AssertionError("a server that exits without answering must be reported")
+    client.proc.wait()
