@@ -1,7 +1,7 @@
 """Training throughput: characters/second of one full training step, in float32.
 
 A step is what the trainer does per window: forward, softmax cross-entropy, backward (BPTT),
-global-norm gradient clipping, Adam update. The setup matches `shared/bench/torch_reference.py
+global-norm gradient clipping to 5, Adam update (the trainer's, completer_trainers.optim). The setup matches `shared/bench/torch_reference.py
 throughput` (random ids over a 100-symbol vocabulary, batch 32, window 128, embedding 64, state
 carried across windows, median step time after a warm-up) so the two figures compare directly.
 
@@ -44,34 +44,17 @@ def validate_config(name: str) -> tuple:
     return cell, hidden, layers
 
 
-def clip_and_adam(params, grads, state, lr=LR, clip=CLIP, b1=0.9, b2=0.999, eps=1e-8):
-    """Clip the global gradient norm to `clip`, then one Adam step, all in place.
+def make_optimizer(model):
+    """The trainer's own Adam and clipping (completer_trainers.optim): the bench times a real step.
+    Returns step(grads) -> None."""
+    from completer_trainers.optim import Adam, clip_global_norm
 
-    Minimal stand-in for the trainer's optimizer (completer_trainers.optim) until it is on main.
-    `state` starts as {} and holds the step count and the two moments per parameter."""
-    norm = np.sqrt(sum(float(np.dot(g.ravel(), g.ravel())) for g in grads.values()))
-    scale = min(1.0, clip / (norm + 1e-6))
-    t = state["t"] = state.get("t", 0) + 1
-    step = lr * np.sqrt(1.0 - b2 ** t) / (1.0 - b1 ** t)   # bias corrections folded into the step
-    eps_t = eps * np.sqrt(1.0 - b2 ** t)
-    for k, p in params.items():
-        g = grads[k]
-        if k not in state:
-            state[k] = (np.zeros_like(p), np.zeros_like(p), np.empty_like(p))
-        m, v, tmp = state[k]
-        np.multiply(g, (1.0 - b1) * scale, out=tmp)
-        m *= b1
-        m += tmp                                             # m <- b1 m + (1 - b1) g
-        np.multiply(g, g, out=tmp)
-        tmp *= (1.0 - b2) * scale * scale
-        v *= b2
-        v += tmp                                             # v <- b2 v + (1 - b2) g^2
-        np.sqrt(v, out=tmp)
-        tmp += eps_t
-        np.divide(m, tmp, out=tmp)
-        tmp *= step
-        p -= tmp
-    return norm
+    adam = Adam(model.params)
+
+    def step(grads):
+        clip_global_norm(grads, CLIP)
+        adam.step(model.params, grads, LR)
+    return step
 
 
 def make(name: str, seed: int = 0):
@@ -93,11 +76,11 @@ def batches(n: int, seed: int = 0):
 def time_config(name: str, steps: int = 20, warmup: int = 3) -> float:
     """Median seconds of one training step of config `name`."""
     model = make(name)
-    state, opt, times = model.zero_state(BATCH), {}, []
+    state, opt_step, times = model.zero_state(BATCH), make_optimizer(model), []
     for i, (ids, targets) in enumerate(batches(warmup + steps)):
         t0 = time.perf_counter()
         _, grads, state = model.loss_and_grads(ids, targets, state)
-        clip_and_adam(model.params, grads, opt)
+        opt_step(grads)
         if i >= warmup:
             times.append(time.perf_counter() - t0)
     return statistics.median(times)
@@ -140,14 +123,14 @@ def phases(name: str, steps: int = 20, warmup: int = 3) -> dict:
         cell.backward = _timed(cell.backward, t["cell_backward"])
     model.softmax_xent = _timed(model.softmax_xent, t["softmax_xent"])
     fwd, bwd = _timed(model.forward, t["forward"]), _timed(model.backward, t["backward"])
-    state, opt, L = model.zero_state(BATCH), {}, len(model.cells)
+    state, opt_step, L = model.zero_state(BATCH), make_optimizer(model), len(model.cells)
     per_step = {k: [] for k in ("cell_forward", "cell_backward", "softmax_xent", "head_and_input", "optimizer")}
     for i, (ids, targets) in enumerate(batches(warmup + steps)):
         logits, state, cache = fwd(ids, state)
         _, dlogits = model.softmax_xent(logits, targets)
         grads, _ = bwd(cache, dlogits)
         t0 = time.perf_counter()
-        clip_and_adam(model.params, grads, opt)
+        opt_step(grads)
         t["optimizer"].append(time.perf_counter() - t0)
         if i >= warmup:
             cf, cb = sum(t["cell_forward"][-L:]), sum(t["cell_backward"][-L:])

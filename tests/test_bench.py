@@ -10,27 +10,6 @@ from completer import bench_train
 from completer.model import CharModel, ModelConfig
 
 
-def textbook_adam(p, grads_seq, lr, clip, b1=0.9, b2=0.999, eps=1e-8):
-    m, v = np.zeros_like(p), np.zeros_like(p)
-    for t, g in enumerate(grads_seq, 1):
-        norm = np.sqrt((g * g).sum())
-        g = g * min(1.0, clip / (norm + 1e-6))
-        m = b1 * m + (1 - b1) * g
-        v = b2 * v + (1 - b2) * g * g
-        p = p - lr * (m / (1 - b1 ** t)) / (np.sqrt(v / (1 - b2 ** t)) + eps)
-    return p
-
-
-def test_clip_and_adam_matches_the_textbook_update():
-    rng = np.random.default_rng(0)
-    p0 = rng.standard_normal(50)
-    grads_seq = [rng.standard_normal(50) * s for s in (10.0, 0.1, 3.0)]  # clipped, not, clipped
-    p, state = p0.copy(), {}
-    for g in grads_seq:
-        bench_train.clip_and_adam({"w": p}, {"w": g.copy()}, state, lr=0.01, clip=5.0)
-    np.testing.assert_allclose(p, textbook_adam(p0, grads_seq, 0.01, 5.0), rtol=1e-10, atol=1e-12)
-
-
 @pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
 def test_forwards_in_flight_keep_their_own_buffers(cell):
     """Dynamic evaluation runs several forwards, then their backwards: same shapes, no mix-up."""
