@@ -42,8 +42,8 @@ class LSTM(Cell):
         ws = self.workspace(T, B, xp.dtype, {
             "hs": (T + 1, B, H), "cs": (T + 1, B, H),              # [0] = incoming state
             "tanh_c": (T, B, H), "acts": (T, B, 4 * H),             # acts: i, f, o, g activations
-            "dxp": (T, B, 4 * H), "dh": (B, H), "dh_next": (B, H), "dc": (B, H), "tmp": (B, H),
-            "dgate": (B, 4 * H)})
+            "dxp": (T, B, 4 * H), "dh": (B, H), "dc": (B, H), "tmp": (B, H), "dgate": (B, 4 * H),
+            "da_T": (4 * H, B), "dh_next_T": (H, B)})
         hs, cs, tanh_c, acts, tmp = ws["hs"], ws["cs"], ws["tanh_c"], ws["acts"], ws["tmp"]
         hs[0], cs[0] = state
         for t in range(T):
@@ -62,10 +62,14 @@ class LSTM(Cell):
     def backward(self, p, cache, dhs, dstate):
         ws = cache.check()
         hs, cs, tanh_c, acts, dxp = ws["hs"], ws["cs"], ws["tanh_c"], ws["acts"], ws["dxp"]
-        dh, dh_next, dc, tmp, dgate = ws["dh"], ws["dh_next"], ws["dc"], ws["tmp"], ws["dgate"]
+        dh, dc, tmp, dgate, da_T, dh_next_T = (ws[k] for k in ("dh", "dc", "tmp", "dgate", "da_T", "dh_next_T"))
         T, B, H = dhs.shape
-        H3 = 3 * H
-        WhT = np.ascontiguousarray(p["Wh"].T)                       # (4H, H), once per window
+        H3, Wh = 3 * H, p["Wh"]
+        # The recurrent product runs transposed, dh_next^T (H, B) = Wh (H, 4H) @ da^T (4H, B):
+        # OpenBLAS does this shape ~20% faster than da @ Wh^T at H=512, B=32, which pays for
+        # the (B, 4H) -> (4H, B) copy of da (measured: -12 ms per LSTM-512 window, the forward
+        # gains nothing from the same trick). dh_next is a (B, H) view of dh_next_T.
+        dh_next = dh_next_T.T
         dh_next[...], dc[...] = dstate
         for t in reversed(range(T)):
             a, da = acts[t], dxp[t]                                 # (B, 4H)
@@ -88,7 +92,8 @@ class LSTM(Cell):
             np.subtract(1.0, dgate[:, H3:], out=dgate[:, H3:])
             da *= dgate                                             # grad_ai, grad_af, grad_ao, grad_ag
             dc *= f
-            np.matmul(da, WhT, out=dh_next)
+            np.copyto(da_T, da.T)
+            np.matmul(Wh, da_T, out=dh_next_T)
         # all T weight gradients as one product: (H, T*B) @ (T*B, 4H)
         dWh = hs[:T].reshape(T * B, H).T @ dxp.reshape(T * B, 4 * H)
-        return dxp, {"Wh": dWh}, (dh_next.copy(), dc.copy())
+        return dxp, {"Wh": dWh}, (np.ascontiguousarray(dh_next), dc.copy())
