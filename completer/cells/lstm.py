@@ -62,7 +62,8 @@ class LSTM(Cell):
     def backward(self, p, cache, dhs, dstate):
         ws = cache.check()
         hs, cs, tanh_c, acts, dxp = ws["hs"], ws["cs"], ws["tanh_c"], ws["acts"], ws["dxp"]
-        dh, dc, tmp, dgate, da_T, dh_next_T = (ws[k] for k in ("dh", "dc", "tmp", "dgate", "da_T", "dh_next_T"))
+        dh, dc, tmp, dgate = ws["dh"], ws["dc"], ws["tmp"], ws["dgate"]
+        da_T, dh_next_T = ws["da_T"], ws["dh_next_T"]                # (4H, B), (H, B)
         T, B, H = dhs.shape
         H3, Wh = 3 * H, p["Wh"]
         # The recurrent product runs transposed, dh_next^T (H, B) = Wh (H, 4H) @ da^T (4H, B):
