@@ -193,6 +193,31 @@ def test_enter_indents_blocks_and_submits_complete_statements(session):
     typing(session, one_line)
 
 
+def test_a_keystroke_cancels_the_completion_in_flight(session):
+    """The first request is slow; the next keystroke must cancel it, and only the latest shows."""
+    real, tokens = session.engine.complete, []
+
+    def slow_first(uri, offset, req, cancel=None):
+        tokens.append(cancel)
+        if len(tokens) == 1:
+            end = time.monotonic() + 5
+            while not cancel.cancelled and time.monotonic() < end:
+                time.sleep(0.005)
+        return real(uri, offset, req, cancel=cancel)  # raises Cancelled for a cancelled token
+    session.engine.complete = slow_first
+
+    async def script(t):
+        start = time.monotonic()
+        await t.type("import")
+        await until(lambda: tokens)
+        await t.type(" ")
+        assert await t.suggestion() == "os"
+        assert tokens[0].cancelled and time.monotonic() - start < 2
+        assert not tokens[-1].cancelled
+        await t.submit()
+    typing(session, script)
+
+
 def test_paste_of_binary_garbage_and_100k_chars_stays_responsive(session):
     calls = []
     complete = session.complete
@@ -235,7 +260,7 @@ def test_commands_change_settings_and_report_errors(session, bigram_checkpoint, 
     assert commands.run(session, ":temp 0.5") == "temperature 0.5"
     assert session.request().temperature == 0.5 and session.request().decoder == "beam"
     for bad, why in [(":mode paragraph", "unknown mode"), (":decoder nope", "unknown decoder"),
-                     (":temp -1", "positive"), (":temp hot", "number"), (":frobnicate", "unknown command"),
+                     (":temp -1", "0 or more"), (":temp hot", "number"), (":frobnicate", "unknown command"),
                      (":model /no/such.safetensors", "no such checkpoint"), (":save", "usage")]:
         with pytest.raises(CompleterError, match=why):
             commands.run(session, bad)

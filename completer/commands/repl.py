@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import sys
 
-from completer.commands.common import add_model_arg, positive_float
-
-MODES = ("char", "token", "line", "block")  # the engine's completion modes
+from completer.commands.common import add_model_arg
+from completer.commands.complete import nonneg_float
+from completer.repl.session import MODES
 
 
 def add_parser(sub):
@@ -22,8 +22,8 @@ def add_parser(sub):
                         "(default: line)")
     p.add_argument("--decoder", default="greedy",
                    help="greedy, temperature, top-k, top-p, beam, or a plugin's decoder (default: greedy)")
-    p.add_argument("--temperature", type=positive_float, default=1.0,
-                   help="sampling temperature for the sampling decoders (default: 1.0)")
+    p.add_argument("--temperature", type=nonneg_float, default=1.0,
+                   help="sampling temperature for temperature/top-k/top-p (0 = most probable; default 1)")
     p.set_defaults(run=run)
 
 

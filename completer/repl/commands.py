@@ -55,7 +55,7 @@ def _decoder(session, arg):
     return f"decoder {arg}"
 
 
-@command("temp", ":temp T", "sampling temperature (> 0), used by the sampling decoders")
+@command("temp", ":temp T", "sampling temperature (0 = most probable), for the sampling decoders")
 def _temp(session, arg):
     if not arg:
         return f"temperature {session.settings.temperature:g}"
@@ -63,8 +63,8 @@ def _temp(session, arg):
         t = float(arg)
     except ValueError:
         raise CompleterError(f"temperature must be a number, got {arg!r}") from None
-    if not 0 < t < float("inf"):
-        raise CompleterError(f"temperature must be positive, got {arg}")
+    if not 0 <= t < float("inf"):
+        raise CompleterError(f"temperature must be 0 or more, got {arg}")
     session.settings.temperature = t
     return f"temperature {t:g}"
 

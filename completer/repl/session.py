@@ -13,8 +13,9 @@ import time
 from dataclasses import dataclass
 
 from completer.errors import CompleterError
+from completer.stops import MODES as ENGINE_MODES
 
-MODES = ("char", "token", "line", "block")
+MODES = tuple(m for m in ENGINE_MODES if m != "free")  # "free" (no stop rule) is for sampling
 URI = "repl://session"
 
 
@@ -84,10 +85,11 @@ class Session:
         from completer.engine import Request
 
         s = self.settings
+        max_chars = 400 if s.mode == "block" else 80  # as `completer complete`
         if menu:  # the n best: beam search (in char mode, exactly the n likeliest next characters)
             return Request(mode=s.mode, decoder="beam", beam=max(s.menu_size, 4), n=s.menu_size,
-                           temperature=s.temperature)
-        return Request(mode=s.mode, decoder=s.decoder, temperature=s.temperature)
+                           temperature=s.temperature, max_chars=max_chars)
+        return Request(mode=s.mode, decoder=s.decoder, temperature=s.temperature, max_chars=max_chars)
 
     # ---- called from worker threads --------------------------------------------------------
     def complete(self, buffer_text: str, cursor: int, menu: bool = False, cancel=None) -> list:
