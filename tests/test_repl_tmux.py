@@ -3,6 +3,7 @@
 Skipped (with the reason) when tmux is not installed; .ci/run installs it.
 """
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -10,6 +11,7 @@ import uuid
 
 import pytest
 
+from completer import checkpoint
 from test_repl import make_bigram_checkpoint
 
 pytestmark = [pytest.mark.slow,
@@ -95,3 +97,36 @@ def test_ghost_text_appears_and_right_accepts_it(terminal, tmp_path):
         time.sleep(0.05)
     assert not t.alive()                                         # Ctrl-D quits
     assert "+import os#" in (tmp_path / "data" / "completer" / "history").read_text()
+
+
+def ghost_after(line_start: str, coloured_screen: str) -> str:
+    """The grey text drawn right after `line_start` on the screen ('' if none)."""
+    for line in coloured_screen.splitlines():
+        plain = re.sub(r"\x1b\[[0-9;]*m", "", line)
+        if plain.startswith(line_start) and GREY_256 in line:
+            return re.sub(r"\x1b\[[0-9;]*m", "", line.split(GREY_256, 1)[1]).rstrip()
+    return ""
+
+
+@pytest.mark.skipif(not checkpoint.default_path().is_file(), reason="no shipped model in checkpoints/")
+def test_plain_completer_on_the_shipped_model(tmp_path, completer_exe):
+    """What a new user does: run `completer`, type, see grey text, press Right."""
+    t = Tmux(" ".join(completer_exe), {"XDG_DATA_HOME": tmp_path / "data"})
+    try:
+        t.wait_for("default.safetensors")
+        for typed in ("import ", "def get(self, url"):
+            t.send(typed, literal=True)
+            end = time.monotonic() + 15
+            while not (ghost := ghost_after(">>> " + typed, t.screen(colours=True))):
+                assert time.monotonic() < end, f"no ghost text after {typed!r}:\n{t.screen()}"
+                time.sleep(0.05)
+            t.send("Right")
+            t.send("\x01", literal=True)   # Ctrl-A: the cursor moves only if the text is in the buffer
+            t.send("#", literal=True)
+            t.wait_for(">>> #" + typed + ghost)
+            t.send("C-u")                  # clear the input for the next round
+            t.send("C-e")
+            t.send("C-u")
+            t.wait_for(">>>\n")
+    finally:
+        t.kill()
