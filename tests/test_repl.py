@@ -252,6 +252,19 @@ def test_session_is_one_growing_document(session):
     assert session.engine.text(URI) == "z"
 
 
+def test_adapt_learns_the_session_and_reset_restores_the_shipped_weights(bigram_checkpoint):
+    session = Session(Engine.from_checkpoint(bigram_checkpoint, adapt=True))
+    session.submit("value_of_x = 1\n" * 40)      # submitted text is typed text: it is learned
+    session.complete("", 0)
+    assert session.engine.wait_adaptation(10)
+    assert session.engine.adapt_steps(URI) >= 2
+    assert commands.run(session, ":reset") == "session cleared"
+    assert session.engine.adapt_steps(URI) == 0
+    before = session.engine
+    commands.run(session, f":model {bigram_checkpoint}")   # a new model keeps the setting
+    assert session.engine is not before and session.engine.adapt
+
+
 def test_commands_change_settings_and_report_errors(session, bigram_checkpoint, tmp_path):
     assert commands.run(session, ":mode char") == "mode char"
     assert session.settings.mode == "char"

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import sys
 
-from completer.commands.common import add_model_arg
-from completer.commands.complete import nonneg_float
+from completer.commands.common import add_model_arg, nonneg_float, positive_float
 from completer.repl.session import MODES
 
 
@@ -24,6 +23,11 @@ def add_parser(sub):
                    help="greedy, temperature, top-k, top-p, beam, or a plugin's decoder (default: greedy)")
     p.add_argument("--temperature", type=nonneg_float, default=1.0,
                    help="sampling temperature for temperature/top-k/top-p (0 = most probable; default 1)")
+    p.add_argument("--adapt", action="store_true",
+                   help="learn from what you type (dynamic evaluation): suggestions pick up the names of "
+                        "the session; :reset restores the shipped weights. Off by default")
+    p.add_argument("--adapt-lr", type=positive_float, default=None, metavar="LR",
+                   help="learning rate of --adapt (default 0.3)")
     p.set_defaults(run=run)
 
 
@@ -32,7 +36,7 @@ def run(args) -> int:
     from completer.repl.session import Session, Settings, check_settings
 
     check_settings(mode=args.mode, decoder=args.decoder)
-    engine = Engine.from_checkpoint(args.model)  # a bad --model fails here, before any UI
+    engine = Engine.from_checkpoint(args.model, adapt=args.adapt, adapt_lr=args.adapt_lr)  # a bad --model fails here, before any UI
     session = Session(engine, Settings(mode=args.mode, decoder=args.decoder, temperature=args.temperature))
     if not sys.stdin.isatty():
         text = sys.stdin.read()

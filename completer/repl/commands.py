@@ -74,7 +74,8 @@ def _model(session, arg):
     from completer.engine import Engine
 
     if arg:
-        session.replace_engine(Engine.from_checkpoint(arg))  # CheckpointError: the old model stays
+        old = session.engine
+        session.replace_engine(Engine.from_checkpoint(arg, adapt=old.adapt, adapt_lr=old.adapt_lr))  # CheckpointError: the old model stays
     return f"model {session.describe_model()} from {session.info.get('path')}"
 
 

@@ -75,6 +75,8 @@ class Session:
 
     def reset(self) -> None:
         self.context = ""
+        if self.engine.adapt:  # learned weights go too (a brief engine call, no model work)
+            self.engine.reset_adaptation(URI)
 
     def replace_engine(self, engine) -> None:
         with self._lock:
