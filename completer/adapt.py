@@ -26,9 +26,12 @@ import numpy as np
 
 from completer.errors import CompleterError
 
+LR = 0.3        # default step size (measured with `completer eval --adapt`)
+WINDOW = 128    # characters per step: for `completer eval --adapt` and the engine alike
+
 
 class Adapter:
-    def __init__(self, model, lr: float = 0.3, clip: float = 1.0):
+    def __init__(self, model, lr: float = LR, clip: float = 1.0):
         if not lr > 0 or not clip > 0:
             raise CompleterError(f"adaptation needs lr > 0 and clip > 0, got lr={lr}, clip={clip}")
         self.model, self.lr, self.clip = model, float(lr), float(clip)

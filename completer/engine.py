@@ -18,21 +18,38 @@ window path (`Net.read`: the batched input projection, then `cell.forward`).
 
 Threads. One lock per engine guards documents and caches; decoding runs outside it, on states
 nothing else mutates (cells return new states), so the REPL may ask from a worker thread.
+
+Adaptation (opt-in: `Engine(..., adapt=True, adapt_lr=...)` or `engine.set_adapt(True, lr)`).
+Dynamic evaluation per document (completer.docadapt): each time a document's text has grown by
+WINDOW (128) characters, the 128 characters before the latest edit take one SGD step
+(completer.adapt.Adapter, as `completer eval --adapt`) on that document's own copy of the
+weights; other documents keep theirs. A learning thread runs the step (about 20 ms at H=256)
+outside the lock, then swaps the document's weights in under it; edits only note the growth
+(off: one empty-dict test). Closing, reopening, `reset_adaptation(uri)` or `set_adapt(False)`
+give the document the shipped weights back, and drop the states read with the adapted ones.
+Cached states are kept across a step: as in dynamic evaluation (Krause et al. 2018), the
+recurrent state read under the old weights carries on and what follows is read with the new
+ones; the steps are small (clipped), and re-reading up to 2S characters per step would cost
+more than the step. So with adaptation on a completion depends on the document's history, not
+on its text alone.
 """
 from __future__ import annotations
 
+import collections
+import logging
 import math
 import threading
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from completer.doccache import DocCache
+from completer.doccache import DocCache, common_prefix
 from completer.errors import CompleterError
 from completer.stops import MODES, Stopper, continues_identifier, finish
 
 DEFAULT_CONTEXT = 512   # W: see README "Completion engine" for how it was chosen
 MAX_CHARS = 10_000      # the longest continuation one request may ask for
+log = logging.getLogger("completer.engine")
 
 
 class Cancelled(CompleterError):
@@ -108,8 +125,10 @@ class Completion:
 class Net:
     """A CharModel's serving view: per-layer params, the input table and the head, cached once."""
 
-    def __init__(self, model):
-        self.cells = model.cells
+    def __init__(self, model, cells=None):
+        """cells: the cells to run (default the model's); an adapted document's Net shares the
+        engine's, whose window buffers are used under the engine lock only."""
+        self.cells = model.cells if cells is None else cells
         self.params = [model.layer_params(l) for l in range(len(model.cells))]
         self.table = model.input_table()                                    # (V, G*H)
         self.head_W = model.params["head.W"]                                  # (H, V)
@@ -210,7 +229,8 @@ class Search:
 
 
 class Engine:
-    def __init__(self, model, vocab, meta=None, context: int = DEFAULT_CONTEXT, cache_states: int = 512):
+    def __init__(self, model, vocab, meta=None, context: int = DEFAULT_CONTEXT, cache_states: int = 512,
+                 adapt: bool = False, adapt_lr: float | None = None):
         if context < 2:
             raise CompleterError(f"context must be at least 2 characters, got {context}")
         self.model, self.vocab, self.meta = model, vocab, dict(meta or {})
@@ -221,6 +241,13 @@ class Engine:
         self._docs: dict[str, DocCache] = {}
         self._scratch = DocCache("", cache_states)                         # complete_text's document
         self._lock = threading.RLock()
+        # adaptation: uri -> DocAdapt while on; a queue of uris for the learning thread
+        self.adapt, self.adapt_lr = False, None
+        self._adapted: dict = {}
+        self._queue: collections.deque = collections.deque()
+        self._learning = False                  # the learning thread runs (it ends when idle)
+        self._idle = threading.Condition(self._lock)
+        self.set_adapt(adapt, adapt_lr)
 
     @classmethod
     def from_checkpoint(cls, path=None, **kw) -> "Engine":
@@ -253,11 +280,20 @@ class Engine:
     def open(self, uri, text: str) -> None:
         with self._lock:
             self._docs[uri] = DocCache(self._check_text(text), self.cache_states)
+            if self.adapt:  # a new document (or a reopened one) starts from the shipped weights
+                self._adapted[uri] = self._new_adapt(len(text))
 
     def change(self, uri, text: str) -> None:
         """Replace the whole text; states before the first changed character are kept."""
         with self._lock:
-            self._doc(uri).set_text(self._check_text(text))
+            doc = self._doc(uri)
+            old = doc.text
+            doc.set_text(self._check_text(text))
+            if self._adapted and text != old:  # the edit ends where the common suffix begins
+                e = common_prefix(old, text)
+                n = min(len(old), len(text)) - e
+                tail = common_prefix(old[len(old) - n:][::-1], text[len(text) - n:][::-1])
+                self._note_edit(uri, len(text) - tail)
 
     def edit(self, uri, start: int, end: int, new_text: str) -> None:
         """Replace text[start:end] by new_text (offsets in code points)."""
@@ -267,10 +303,13 @@ class Engine:
             if not (isinstance(start, int) and isinstance(end, int) and 0 <= start <= end <= n):
                 raise CompleterError(f"bad edit range {start}..{end} for a document of {n} characters")
             doc.edit(start, end, self._check_text(new_text))
+            if self._adapted:
+                self._note_edit(uri, start + len(new_text))
 
     def close(self, uri) -> None:
         with self._lock:
             self._docs.pop(uri, None)
+            self._adapted.pop(uri, None)
 
     def text(self, uri) -> str:
         with self._lock:
@@ -280,27 +319,28 @@ class Engine:
     def block_start(self, p: int) -> int:
         return max(0, (p // self.block - 1) * self.block)
 
-    def _state_at(self, doc: DocCache, p: int):
+    def _state_at(self, doc: DocCache, p: int, net=None):
         """The model state after text[block_start(p):p], from the nearest saved state.
 
         The read that the next block will start from (at block_start(p) + S) is advanced to p
         as well, so typing across a block boundary costs a step, not a window of S characters."""
         start = self.block_start(p)
-        state = self._read(doc, start, p)
+        net = net or self.net
+        state = self._read(doc, start, p, net)
         ahead = self.block_start(p + self.block)
         if ahead != start:
-            self._read(doc, ahead, p)
+            self._read(doc, ahead, p, net)
         return state
 
-    def _read(self, doc: DocCache, start: int, p: int):
-        """The state after text[start:p], saving states on the way."""
+    def _read(self, doc: DocCache, start: int, p: int, net):
+        """The state after text[start:p] read by `net`, saving states on the way."""
         pos, state = doc.nearest(start, p)
         if state is None:
-            pos, state = start, self.net.zero
+            pos, state = start, net.zero
         text = doc.text
         if p - pos <= 2:  # typing: a step or two, nothing to save on the way
             if p > pos:
-                state = self.net.read(state, self.vocab.encode(text[pos:p]))
+                state = net.read(state, self.vocab.encode(text[pos:p]))
             doc.remember(start, p, state, save=(p % 64 == 0 or text[p - 1:p] == "\n"))
             return state
         ids = self.vocab.encode(text[pos:p])
@@ -312,7 +352,7 @@ class Engine:
             k = text.find("\n", k + 1, p - 1)
         at = pos
         for cut in sorted(cuts) + [p]:
-            state = self.net.read(state, ids[at - pos:cut - pos])
+            state = net.read(state, ids[at - pos:cut - pos])
             at = cut
             doc.remember(start, cut, state, save=cut != p or cut % 64 == 0 or text[cut - 1] == "\n")
         return state
@@ -322,7 +362,7 @@ class Engine:
         with self._lock:
             doc = self._doc(uri)
             self._check_offset(doc, offset)
-            self._state_at(doc, offset)
+            self._state_at(doc, offset, self._net(uri))
 
     @staticmethod
     def _check_offset(doc, offset) -> None:
@@ -337,8 +377,9 @@ class Engine:
         with self._lock:
             doc = self._doc(uri)
             self._check_offset(doc, offset)
-            start = self._start(doc, offset, doc.text[offset:offset + 256], req)
-        return self._decode(start, req, decoder, cancel)
+            net = self._net(uri)
+            start = self._start(doc, offset, doc.text[offset:offset + 256], req, net)
+        return self._decode(start, req, decoder, cancel, net)
 
     def complete_text(self, prefix: str, req: Request | None = None, cancel: CancelToken | None = None,
                       suffix: str = "") -> list:
@@ -348,8 +389,8 @@ class Engine:
         self._check_text(suffix)
         with self._lock:
             self._scratch.set_text(prefix)
-            start = self._start(self._scratch, len(prefix), suffix, req)
-        return self._decode(start, req, decoder, cancel)
+            start = self._start(self._scratch, len(prefix), suffix, req, self.net)
+        return self._decode(start, req, decoder, cancel, self.net)
 
     def _decoder(self, name):
         from completer.registry import registry
@@ -357,20 +398,20 @@ class Engine:
         cls = registry.get("decoder", name)
         return cls() if isinstance(cls, type) else cls
 
-    def _start(self, doc, offset, suffix, req):
+    def _start(self, doc, offset, suffix, req, net):
         """Under the lock: (state, context, suffix) to decode from, or None for no suggestion."""
         text = doc.text
         if req.mode != "free" and continues_identifier(text[offset - 1:offset], suffix):
             return None
-        state = self._state_at(doc, offset)
+        state = self._state_at(doc, offset, net)
         return state, text[self.block_start(offset):offset], suffix
 
-    def _decode(self, start, req, decoder, cancel) -> list:
+    def _decode(self, start, req, decoder, cancel, net) -> list:
         """Outside the lock: decoding reads the model and its own copy of the state."""
         if start is None:
             return []
         state, context, suffix = start
-        search = Search(self.net, self.vocab, state, Stopper(req.mode, context, req.max_chars), cancel)
+        search = Search(net, self.vocab, state, Stopper(req.mode, context, req.max_chars), cancel)
         hyps = decoder.decode(search, req, np.random.default_rng(req.seed))
         out, seen = [], set()
         for h in hyps:
@@ -386,3 +427,108 @@ class Engine:
             if len(out) == req.n:
                 break
         return out
+
+    # ---- adaptation (see the module docstring) ----------------------------------------------
+    def set_adapt(self, on: bool, lr: float | None = None) -> None:
+        """Learn (on) or stop learning (off) each document's typed text; lr None = completer.adapt.LR.
+        The one call a frontend makes. Off gives every document the shipped weights back."""
+        from completer.adapt import LR
+
+        lr = LR if lr is None else lr
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 < lr < math.inf:
+            raise CompleterError(f"the adaptation learning rate must be a number > 0, got {lr!r}")
+        with self._lock:
+            if on and not self.adapt:
+                self._adapted = {uri: self._new_adapt(len(doc.text)) for uri, doc in self._docs.items()}
+            elif not on:
+                for uri in list(self._adapted):
+                    self._drop_adapt(uri)
+            self.adapt, self.adapt_lr = bool(on), float(lr)
+
+    def reset_adaptation(self, uri) -> None:
+        """The shipped weights again for this document (`:reset`); text typed so far stays unlearnt."""
+        with self._lock:
+            doc = self._doc(uri)
+            if self.adapt:
+                self._drop_adapt(uri)
+                self._adapted[uri] = self._new_adapt(len(doc.text))
+
+    def adapt_steps(self, uri) -> int:
+        """How many SGD steps the document's current weights took (0: the shipped weights)."""
+        with self._lock:
+            self._doc(uri)
+            ad = self._adapted.get(uri)
+            return ad.steps if ad is not None else 0
+
+    def wait_adaptation(self, timeout: float | None = None) -> bool:
+        """Block until no learning step is queued or running (tests, benchmarks); False on timeout."""
+        with self._idle:
+            return self._idle.wait_for(lambda: not self._learning, timeout)
+
+    @staticmethod
+    def _new_adapt(length: int):
+        from completer.docadapt import DocAdapt
+
+        return DocAdapt(length)
+
+    def _drop_adapt(self, uri) -> None:
+        """Under the lock: forget a document's adapted weights and every state they read."""
+        ad = self._adapted.pop(uri, None)
+        if ad is not None and ad.net is not None and uri in self._docs:
+            self._docs[uri].invalidate(0)  # what remains, at offset 0, is the zero state
+
+    def _net(self, uri) -> Net:
+        ad = self._adapted.get(uri)
+        return self.net if ad is None or ad.net is None else ad.net
+
+    def _note_edit(self, uri, at: int) -> None:
+        """Under the lock, after an edit ending at `at`: queue a learning step when one is due."""
+        ad = self._adapted.get(uri)
+        if ad is None or not ad.edited(at, len(self._docs[uri].text)):
+            return
+        ad.queued = True
+        self._queue.append(uri)
+        if not self._learning:
+            self._learning = True
+            threading.Thread(target=self._learn_loop, name="completer-adapt", daemon=True).start()
+
+    def _learn_loop(self) -> None:
+        """The learning thread: queued steps one at a time, outside the lock; ends when idle."""
+        from completer.model import CharModel
+
+        while True:
+            with self._lock:
+                if not self._queue:
+                    self._learning = False
+                    self._idle.notify_all()
+                    return
+                uri = self._queue.popleft()
+                job = self._learn_job(uri)
+            if job is None:
+                continue
+            ad, ids, n_read, state = job
+            try:
+                params = ad.learn(self.model, self.adapt_lr, ids, n_read, state)
+                net = Net(CharModel(self.model.config, params=params), cells=self.model.cells)
+            except Exception:  # a failed step must not stop serving: the document keeps its weights
+                log.exception("adaptation step failed for %s", uri)
+                continue
+            with self._lock:
+                if self._adapted.get(uri) is ad:  # not closed, reset or switched off meanwhile
+                    ad.net, ad.steps = net, ad.steps + 1
+
+    def _learn_job(self, uri):
+        """Under the lock: (DocAdapt, ids, n_read, state) for the document's due window, or None."""
+        ad, doc = self._adapted.get(uri), self._docs.get(uri)
+        if ad is None or doc is None:
+            return None
+        window = ad.take(doc.text)
+        if ad.due(len(doc.text)):  # more growth than one window: the next one after this
+            ad.queued = True
+            self._queue.append(uri)
+        if window is None:
+            return None
+        a, b = window
+        start = self.block_start(a - 1)  # the context the engine itself reads before text[a]
+        pos, state = doc.nearest(start, a - 1)
+        return ad, self.vocab.encode(doc.text[pos:b]), a - 1 - pos, state

@@ -41,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
+from completer.adapt import WINDOW as ADAPT_WINDOW  # characters per SGD step with adaptation
 from completer.errors import CompleterError
 
 CUTS = 1000             # line-completion cut points
@@ -50,7 +51,6 @@ KEYSTROKE_CHARS = 20_000
 SEGMENT = 8192          # characters scored per stream of the batched pass
 WARMUP = 2000           # characters read before a segment, unscored (the protocol's context)
 WINDOW = 256            # time steps per forward of the batched pass
-ADAPT_WINDOW = 128      # characters per SGD step with adaptation
 NGRAM_ORDER = 8
 
 

@@ -24,6 +24,7 @@ def _checked(cast, ok, rule: str):
 positive_int = _checked(int, lambda v: v >= 1, "at least 1")
 nonneg_int = _checked(int, lambda v: v >= 0, "0 or more")
 positive_float = _checked(float, lambda v: 0 < v < float("inf"), "a positive number")
+nonneg_float = _checked(float, lambda v: 0 <= v < float("inf"), "0 or more")
 fraction = _checked(float, lambda v: 0.0 <= v < 1.0, "in [0, 1)")
 
 

@@ -5,19 +5,7 @@ import json
 import sys
 import time
 
-from completer.commands.common import add_model_arg, fraction, nonneg_int, positive_int
-
-
-def nonneg_float(text: str) -> float:
-    import argparse
-
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
-    return value
+from completer.commands.common import add_model_arg, fraction, nonneg_float, nonneg_int, positive_int
 
 
 def add_decoding_args(p) -> None:

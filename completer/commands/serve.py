@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from completer.commands.common import add_model_arg, positive_int
+from completer.commands.common import add_model_arg, positive_float, positive_int
 from completer.server import framing  # imports only threading
 from completer.server.framing import MAX_MESSAGE_BYTES
 
@@ -25,6 +25,11 @@ def add_parser(sub):
     p.add_argument("--stdio", action="store_true", help=argparse.SUPPRESS)  # what some LSP clients append
     p.add_argument("--max-message-bytes", type=positive_int, default=MAX_MESSAGE_BYTES, metavar="N",
                    help=f"reject (unread) any message larger than N bytes (default {MAX_MESSAGE_BYTES})")
+    p.add_argument("--adapt", action="store_true",
+                   help="learn each document's typed text as you type (dynamic evaluation; "
+                        "setting adapt). Off by default")
+    p.add_argument("--adapt-lr", type=positive_float, default=None, metavar="LR",
+                   help="learning rate of --adapt (default: completer.adapt's, 0.3; setting adaptLr)")
     p.add_argument("--log-file", metavar="PATH", default=None, help="append logs here instead of stderr")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="warning",
                    help="how much to log (default warning)")
@@ -57,7 +62,7 @@ def run(args) -> int:
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     reader, writer = framing.make(args.jsonl, sys.stdin.buffer, stdout, args.max_message_bytes)
-    session = Session(model=args.model)
+    session = Session(model=args.model, adapt=args.adapt, adapt_lr=args.adapt_lr)
     dispatcher = Dispatcher(reader, writer, session.requests, session.notifications, CancelToken)
     code = dispatcher.run()
     if dispatcher.reader_thread.is_alive():

@@ -10,17 +10,7 @@ import json
 import signal
 import sys
 
-from completer.commands.common import fraction, nonneg_int, positive_float, positive_int
-
-
-def nonneg_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
-    return value
+from completer.commands.common import fraction, nonneg_float, nonneg_int, positive_float, positive_int
 
 
 def add_parser(sub):

@@ -8,7 +8,7 @@ str offsets.
 
 Settings come from `initializationOptions` and `workspace/didChangeConfiguration`
 (`settings.completer` or `settings` itself): model, mode, decoder, temperature, threshold,
-maxChars, n. See the README's "Editor protocol" section.
+maxChars, n, adapt, adaptLr. See the README's "Editor protocol" section.
 """
 from __future__ import annotations
 
@@ -34,9 +34,11 @@ SETTINGS = {
     "threshold": ((int, float), lambda v: 0 <= v < 1, "min_prob"),
     "maxChars": (int, lambda v: v >= 1, "max_chars"),
     "n": (int, lambda v: 1 <= v <= 50, "n"),
+    "adapt": (bool, None, None),         # Engine.set_adapt: learn each document's typed text
+    "adaptLr": ((int, float), lambda v: 0 < v < float("inf"), None),
 }
 DEFAULTS = {"model": None, "mode": "line", "decoder": "greedy", "temperature": 1.0, "threshold": 0.0,
-            "maxChars": 80, "n": 5}
+            "maxChars": 80, "n": 5, "adapt": False, "adaptLr": None}
 
 
 def field(obj, path: str, types, default=...):
@@ -57,8 +59,9 @@ def _tuple(types):
 
 
 class Session:
-    def __init__(self, model=None):
-        self.settings = dict(DEFAULTS, model=model)
+    def __init__(self, model=None, adapt=False, adapt_lr=None):
+        self.defaults = dict(DEFAULTS, model=model, adapt=adapt, adaptLr=adapt_lr)  # serve's flags
+        self.settings = dict(self.defaults)
         self.engine = None
         self.encoding = "utf-16"
         self.open_uris: set = set()
@@ -103,20 +106,23 @@ class Session:
                 continue  # other tools' settings may share the section
             types, check, _ = SETTINGS[key]
             if value is None:
-                value = DEFAULTS[key]
-            elif not isinstance(value, types) or isinstance(value, bool) or (check and not check(value)):
+                value = self.defaults[key]
+            elif (not isinstance(value, types) or (isinstance(value, bool) and bool not in _tuple(types))
+                  or (check and not check(value))):
                 raise RpcError(INVALID_PARAMS, f"setting {key}: invalid value {value!r}")
             new[key] = value
         self.request_for(new, new["mode"])  # refuses a bad mode or value now, not at each keystroke
         registry.get("decoder", new["decoder"])
         if self.engine is None or new["model"] != self.settings["model"]:
             self.load(new["model"])
+        self.engine.set_adapt(new["adapt"], new["adaptLr"])  # the same values again change nothing
         self.settings = new
 
     def load(self, model) -> None:
         from completer.engine import Engine
 
         engine = Engine.from_checkpoint(model)  # CompleterError -> -32602 with its one-line message
+        # the new model learns afresh (configure sets adapt): documents start from its weights
         for uri in self.open_uris:  # the documents move to the new model
             engine.open(uri, self.engine.text(uri))
         self.engine, self.indexes = engine, {}

@@ -1,0 +1,48 @@
+"""`completer repl` (also plain `completer`): the interactive prompt with ghost-text completion.
+
+When stdin is not a terminal (a pipe or a file), there is nobody to type: read the text from
+stdin and print its continuation, as `completer complete` does.
+"""
+from __future__ import annotations
+
+import sys
+
+from completer.commands.common import add_model_arg, nonneg_float, positive_float
+from completer.repl.session import MODES
+
+
+def add_parser(sub):
+    p = sub.add_parser("repl", help="interactive prompt with the model's continuation as ghost text",
+                       description="Open the interactive completion prompt (the default command). "
+                                   "With stdin not a terminal, print the continuation of stdin.")
+    add_model_arg(p)
+    p.add_argument("--mode", choices=MODES, default="line",
+                   help="how much to suggest: one character, a token, the rest of the line, a block "
+                        "(default: line)")
+    p.add_argument("--decoder", default="greedy",
+                   help="greedy, temperature, top-k, top-p, beam, or a plugin's decoder (default: greedy)")
+    p.add_argument("--temperature", type=nonneg_float, default=1.0,
+                   help="sampling temperature for temperature/top-k/top-p (0 = most probable; default 1)")
+    p.add_argument("--adapt", action="store_true",
+                   help="learn from what you type (dynamic evaluation): suggestions pick up the names of "
+                        "the session; :reset restores the shipped weights. Off by default")
+    p.add_argument("--adapt-lr", type=positive_float, default=None, metavar="LR",
+                   help="learning rate of --adapt (default 0.3)")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from completer.engine import Engine
+    from completer.repl.session import Session, Settings, check_settings
+
+    check_settings(mode=args.mode, decoder=args.decoder)
+    engine = Engine.from_checkpoint(args.model, adapt=args.adapt, adapt_lr=args.adapt_lr)  # a bad --model fails here, before any UI
+    session = Session(engine, Settings(mode=args.mode, decoder=args.decoder, temperature=args.temperature))
+    if not sys.stdin.isatty():
+        text = sys.stdin.read()
+        completions = engine.complete_text(text, session.request())
+        sys.stdout.write((completions[0].text if completions else "") + "\n")
+        return 0
+    from completer.repl import app
+
+    return app.run(session)

@@ -1,0 +1,124 @@
+"""The REPL session: one growing document in the engine plus the user's settings.
+
+Everything submitted at the prompt is appended to `context`; while typing, the engine document is
+`context + buffer`, so a suggestion knows what came before. The UI thread only changes plain
+Python strings (`context`, settings); the engine document is brought up to date by the worker
+thread that asks for a completion, with the smallest edit (usually only the buffer's tail), so
+the engine can keep its cached state for the unchanged prefix.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+from completer.errors import CompleterError
+from completer.stops import MODES as ENGINE_MODES
+
+MODES = tuple(m for m in ENGINE_MODES if m != "free")  # "free" (no stop rule) is for sampling
+URI = "repl://session"
+
+
+@dataclass
+class Settings:
+    mode: str = "line"
+    decoder: str = "greedy"
+    temperature: float = 1.0
+    menu_size: int = 5  # continuations in the Ctrl-Space menu
+
+
+def decoder_names() -> list[str]:
+    from completer.registry import registry
+
+    return sorted(registry.names("decoder"))
+
+
+def check_settings(mode: str | None = None, decoder: str | None = None) -> None:
+    """Raise CompleterError for an unknown mode or decoder (before the UI starts, or for a command)."""
+    from completer.registry import registry
+
+    if mode is not None and mode not in MODES:
+        raise CompleterError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+    if decoder is not None:
+        registry.get("decoder", decoder)  # CompleterError naming the available ones
+
+
+def _common_prefix(a: str, b: str) -> int:
+    """Length of the common prefix, by bisection on slice equality (C speed on 100k-char texts)."""
+    lo, hi = 0, min(len(a), len(b))
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if a[:mid] == b[:mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+class Session:
+    def __init__(self, engine, settings: Settings | None = None):
+        self.settings = settings or Settings()
+        self.context = ""  # everything submitted so far
+        self.latency: float | None = None  # seconds, of the last ghost-text completion
+        self._lock = threading.Lock()  # one engine conversation (sync + complete) at a time
+        self._attach(engine)
+
+    def _attach(self, engine) -> None:
+        self.engine = engine
+        self.info = engine.describe()
+        self._synced = ""  # what the engine document holds now
+        engine.open(URI, "")
+
+    # ---- called from the UI thread: cheap, never touch the engine ------------------------
+    def submit(self, text: str) -> None:
+        self.context += text if text.endswith("\n") else text + "\n"
+
+    def reset(self) -> None:
+        self.context = ""
+        if self.engine.adapt:  # learned weights go too (a brief engine call, no model work)
+            self.engine.reset_adaptation(URI)
+
+    def replace_engine(self, engine) -> None:
+        with self._lock:
+            self.engine.close(URI)
+            self._attach(engine)
+
+    def request(self, menu: bool = False):
+        from completer.engine import Request
+
+        s = self.settings
+        max_chars = 400 if s.mode == "block" else 80  # as `completer complete`
+        if menu:  # the n best: beam search (in char mode, exactly the n likeliest next characters)
+            return Request(mode=s.mode, decoder="beam", beam=max(s.menu_size, 4), n=s.menu_size,
+                           temperature=s.temperature, max_chars=max_chars)
+        return Request(mode=s.mode, decoder=s.decoder, temperature=s.temperature, max_chars=max_chars)
+
+    # ---- called from worker threads --------------------------------------------------------
+    def complete(self, buffer_text: str, cursor: int, menu: bool = False, cancel=None) -> list:
+        """Completions at `cursor` in the buffer, with the session's context before it."""
+        request = self.request(menu)
+        with self._lock:
+            context = self.context
+            self._sync(context + buffer_text)
+            start = time.perf_counter()
+            out = self.engine.complete(URI, len(context) + cursor, request, cancel=cancel)
+            if not menu:
+                self.latency = time.perf_counter() - start
+        return out
+
+    def _sync(self, target: str) -> None:
+        old = self._synced
+        if old == target:
+            return
+        p = _common_prefix(old, target)
+        s = _common_prefix(old[p:][::-1], target[p:][::-1])  # common suffix after the prefix
+        self.engine.edit(URI, p, len(old) - s, target[p:len(target) - s])
+        self._synced = target
+
+    def describe_model(self) -> str:
+        i = self.info
+        return f"{i['cell']} {i['hidden']}x{i['layers']} ({_count(i['params'])} params)"
+
+
+def _count(n: int) -> str:
+    return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.0f}k" if n >= 1e3 else str(n)
