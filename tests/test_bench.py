@@ -44,13 +44,26 @@ def run_cli(*args):
 
 
 def test_bench_json_reports_every_config():
-    out = run_cli("--json", "--configs", "rnn-8x1", "lstm-8x1", "--steps", "2", "--warmup", "0")
+    out = run_cli("--json", "--configs", "rnn-8x1", "lstm-8x1", "--steps", "2", "--warmup", "0", "--no-latency")
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout.strip().splitlines()[-1])
     rates = result["train_chars_per_s"]
     assert set(rates) == {"rnn-8x1", "lstm-8x1"}
     assert all(isinstance(r, int) and r > 0 for r in rates.values())
     assert (result["batch"], result["window"], result["embed"]) == (32, 128, 64)
+
+
+def test_bench_latency_replays_files_through_the_engine_and_the_server(tiny_checkpoint, tmp_path):
+    code = tmp_path / "typed.py"
+    code.write_text("import os\n\ndef f(x):\n    return x + 1\n" * 8)
+    out = run_cli("--json", "--no-train", "--model", str(tiny_checkpoint), "--latency-files", str(code))
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert "train_chars_per_s" not in result
+    for key in ("keystroke_ms_p50", "keystroke_ms_p99", "line_ms_p50", "line_ms_p99", "startup_ms",
+                "serve_ms_p50", "serve_ms_p99"):
+        assert 0 < result[key] < 5000, key
+    assert result["keystroke_ms_p50"] <= result["keystroke_ms_p99"]
 
 
 def test_phases_cover_the_step():

@@ -1,13 +1,16 @@
-"""`completer bench`: training throughput (and, when `completer.bench_latency` exists, latency).
+"""`completer bench`: training throughput, completion latency, and editor-protocol latency.
 
 Training throughput is characters/second of forward + backward + clipping + Adam in float32 at
 batch 32, window 128, embedding 64, the setup of shared/bench/torch_reference.py, so the two
-compare directly when run alternately on the same machine.
+compare directly when run alternately on the same machine. Latency replays Python files keystroke
+by keystroke through the engine (completer.bench_latency; by default two of completer's own
+modules: real code the shipped model never trained on) and through `completer serve` over pipes
+(completer.server.bench: didChange of one character -> inlineCompletion, 2,000-line document).
 """
 from __future__ import annotations
 
-import importlib
 import json
+from pathlib import Path
 
 from completer.errors import CompleterError
 from completer.commands.common import add_model_arg, nonneg_int, positive_int
@@ -26,8 +29,9 @@ def add_parser(sub):
     p.add_argument("--phases", action="store_true", help="also print where the time of a step goes, per config")
     p.add_argument("--latency-files", nargs="+", metavar="PY", default=None,
                    help="Python files to replay keystroke by keystroke for the latency figures "
-                        "(completer.bench_latency); without them only training throughput is measured")
+                        "(default: completer's own engine.py and server/jsonrpc.py)")
     p.add_argument("--no-train", action="store_true", help="skip the training throughput")
+    p.add_argument("--no-latency", action="store_true", help="skip the latency figures")
     add_model_arg(p)
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     p.epilog = ("OpenBLAS uses every core by default; OPENBLAS_NUM_THREADS=N sets its threads "
@@ -41,21 +45,20 @@ def run(args) -> int:
     configs = args.configs or bench_train.DEFAULT_CONFIGS
     for name in configs:  # validate everything before spending minutes measuring
         bench_train.validate_config(name)
-    try:
-        latency = importlib.import_module("completer.bench_latency")
-    except ModuleNotFoundError as exc:
-        if exc.name != "completer.bench_latency":
-            raise
-        latency = None
-    if args.latency_files and latency is None:
-        raise CompleterError("latency figures need completer.bench_latency, which is not installed")
     result = {}
     if not args.no_train:
         result.update(bench_train.measure(configs, steps=args.steps, warmup=args.warmup))
         if args.phases:
             result["phases_ms"] = {name: bench_train.phases(name, steps=args.steps) for name in configs}
-    if args.latency_files:
-        result.update(latency.measure(model_path=args.model, files=args.latency_files))
+    if not args.no_latency:
+        from completer import bench_latency
+        from completer.server import bench as serve_bench
+
+        package = Path(__file__).resolve().parents[1]
+        files = args.latency_files or [package / "engine.py", package / "server" / "jsonrpc.py"]
+        result.update(bench_latency.measure(model_path=args.model, files=files))
+        serve = serve_bench.measure(args.model)
+        result.update(serve_ms_p50=serve["p50_ms"], serve_ms_p99=serve["p99_ms"])
     if args.json:
         print(json.dumps(result))
         return 0
