@@ -19,7 +19,7 @@ import numpy as np
 
 from completer.errors import CompleterError
 from completer.model import CharModel, ModelConfig
-from completer.vocab import Vocab
+from completer.vocab import UNK, Vocab
 
 FORMAT = 1
 KEY = "completer"
@@ -111,7 +111,8 @@ def read_metadata(path) -> dict:
         if isinstance(exc, OSError):
             raise CheckpointError(f"{path}: cannot read checkpoint: {exc.strerror or exc}") from None
         raise CheckpointError(f"{path}: not a safetensors checkpoint (unreadable header)") from None
-    raw = header.get("__metadata__", {}).get(KEY) if isinstance(header, dict) else None
+    extra = header.get("__metadata__") if isinstance(header, dict) else None
+    raw = extra.get(KEY) if isinstance(extra, dict) else None
     if raw is None:
         raise CheckpointError(f"{path}: a safetensors file, but not a completer checkpoint")
     try:
@@ -121,8 +122,16 @@ def read_metadata(path) -> dict:
         meta["config"] = ModelConfig(**meta["config"]).validate()
         if not all(isinstance(c, str) and len(c) == 1 for c in meta["vocab"]):
             raise ValueError("vocab")
+        if len(set(meta["vocab"]) - {UNK}) != len(meta["vocab"]):  # Vocab would drop some: ids shift
+            raise ValueError("vocab repeats a character or holds the unknown symbol")
         if len(meta["vocab"]) + 1 != meta["config"].vocab_size:
             raise CheckpointError(f"{path}: vocabulary of {len(meta['vocab'])} characters does not match vocab_size")
+        c = meta["config"]
+        # a lower bound on the weights of any cell (embed, Wx of every layer, head) at 2 bytes each
+        # (float16): a lying config must not make load allocate terabytes building the model
+        floor = c.vocab_size * c.embed + c.embed * c.hidden + (c.layers - 1) * c.hidden ** 2 + c.hidden * c.vocab_size
+        if 2 * floor > size:
+            raise CheckpointError(f"{path}: its config needs more weights than the file holds")
     except CompleterError:
         raise
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
