@@ -3,8 +3,8 @@
 Everything submitted at the prompt is appended to `context`; while typing, the engine document is
 `context + buffer`, so a suggestion knows what came before. The UI thread only changes plain
 Python strings (`context`, settings); the engine document is brought up to date by the worker
-thread that asks for a completion, with the smallest edit (usually only the buffer's tail), so
-the engine can keep its cached state for the unchanged prefix.
+thread that asks for a completion (`Engine.change`, which keeps the cached states of the
+unchanged prefix and, with adaptation on, notes where the edit ended).
 """
 from __future__ import annotations
 
@@ -43,18 +43,6 @@ def check_settings(mode: str | None = None, decoder: str | None = None) -> None:
         registry.get("decoder", decoder)  # CompleterError naming the available ones
 
 
-def _common_prefix(a: str, b: str) -> int:
-    """Length of the common prefix, by bisection on slice equality (C speed on 100k-char texts)."""
-    lo, hi = 0, min(len(a), len(b))
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if a[:mid] == b[:mid]:
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
-
-
 class Session:
     def __init__(self, engine, settings: Settings | None = None):
         self.settings = settings or Settings()
@@ -66,7 +54,6 @@ class Session:
     def _attach(self, engine) -> None:
         self.engine = engine
         self.info = engine.describe()
-        self._synced = ""  # what the engine document holds now
         engine.open(URI, "")
 
     # ---- called from the UI thread: cheap, never touch the engine ------------------------
@@ -99,21 +86,12 @@ class Session:
         request = self.request(menu)
         with self._lock:
             context = self.context
-            self._sync(context + buffer_text)
+            self.engine.change(URI, context + buffer_text)  # keeps the states of the unchanged prefix
             start = time.perf_counter()
             out = self.engine.complete(URI, len(context) + cursor, request, cancel=cancel)
             if not menu:
                 self.latency = time.perf_counter() - start
         return out
-
-    def _sync(self, target: str) -> None:
-        old = self._synced
-        if old == target:
-            return
-        p = _common_prefix(old, target)
-        s = _common_prefix(old[p:][::-1], target[p:][::-1])  # common suffix after the prefix
-        self.engine.edit(URI, p, len(old) - s, target[p:len(target) - s])
-        self._synced = target
 
     def describe_model(self) -> str:
         i = self.info
