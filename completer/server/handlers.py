@@ -30,7 +30,7 @@ SETTINGS = {
     "model": (str, None, None),
     "mode": (str, None, "mode"),
     "decoder": (str, None, "decoder"),
-    "temperature": ((int, float), lambda v: v > 0, "temperature"),
+    "temperature": ((int, float), lambda v: v >= 0, "temperature"),  # 0 = most probable, as the CLI
     "threshold": ((int, float), lambda v: 0 <= v < 1, "min_prob"),
     "maxChars": (int, lambda v: v >= 1, "max_chars"),
     "n": (int, lambda v: 1 <= v <= 50, "n"),
