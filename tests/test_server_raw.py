@@ -77,6 +77,10 @@ def test_json_lines_framing(completer_exe, tiny_checkpoint, tmp_path):
 def test_bad_model_is_one_line_and_exit_2(completer_exe, tmp_path):
     rc, out, err = serve(completer_exe, b"", "--model", str(tmp_path / "missing.safetensors"))
     assert rc == 2 and out == b"" and len(err.strip().splitlines()) == 1 and "no such checkpoint" in err
+    not_a_checkpoint = tmp_path / "notes.txt"
+    not_a_checkpoint.write_text("not a checkpoint at all\n")
+    rc, out, err = serve(completer_exe, b"", "--model", str(not_a_checkpoint))
+    assert rc == 2 and out == b"" and len(err.strip().splitlines()) == 1 and "not a safetensors checkpoint" in err
 
 
 def test_model_from_initialization_options(completer_exe, tiny_checkpoint, tmp_path):

@@ -47,8 +47,8 @@ def run(args) -> int:
     from completer.server.handlers import Session
     from completer.server.jsonrpc import Dispatcher
 
-    if args.model is not None:
-        checkpoint.resolve(args.model)  # a wrong path fails now (exit 2), not at initialize
+    if args.model is not None:  # a wrong path or a corrupt header fails now (exit 2), not at initialize
+        checkpoint.read_metadata(checkpoint.resolve(args.model))
     try:
         handler = logging.FileHandler(args.log_file) if args.log_file else logging.StreamHandler(sys.stderr)
     except OSError as exc:
