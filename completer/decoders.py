@@ -48,7 +48,7 @@ class Decoder:
 
 def _sample(lp: np.ndarray, temperature: float, rng) -> int:
     """Draw from softmax(lp / temperature); temperature 0 is argmax."""
-    if temperature == 0.0:
+    if temperature < 1e-6:  # below this lp / T overflows; the limit is argmax anyway
         return int(np.argmax(lp))
     z = lp / temperature
     p = np.exp(z - z.max())

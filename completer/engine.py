@@ -395,8 +395,13 @@ class Engine:
     def _decoder(self, name):
         from completer.registry import registry
 
-        cls = registry.get("decoder", name)
-        return cls() if isinstance(cls, type) else cls
+        from completer.decoders import Decoder
+
+        obj = registry.get("decoder", name)
+        decoder = obj() if isinstance(obj, type) else obj
+        if not isinstance(decoder, Decoder):  # a plugin that breaks the contract is named, not fatal
+            raise CompleterError(f"decoder {name!r} is not a completer.decoders.Decoder")
+        return decoder
 
     def _start(self, doc, offset, suffix, req, net):
         """Under the lock: (state, context, suffix) to decode from, or None for no suggestion."""
@@ -412,7 +417,13 @@ class Engine:
             return []
         state, context, suffix = start
         search = Search(net, self.vocab, state, Stopper(req.mode, context, req.max_chars), cancel)
-        hyps = decoder.decode(search, req, np.random.default_rng(req.seed))
+        try:
+            hyps = decoder.decode(search, req, np.random.default_rng(req.seed))
+        except CompleterError:
+            raise
+        except Exception as exc:  # a failing plugin decoder is reported by name, never a traceback
+            log.exception("decoder %s failed", req.decoder)
+            raise CompleterError(f"decoder {req.decoder!r} failed: {type(exc).__name__}: {exc}") from None
         out, seen = [], set()
         for h in hyps:
             keep = h.keep if h.keep is not None else len(h.ids)
@@ -503,7 +514,11 @@ class Engine:
                     self._idle.notify_all()
                     return
                 uri = self._queue.popleft()
-                job = self._learn_job(uri)
+                try:
+                    job = self._learn_job(uri)
+                except Exception:  # never leave _learning set with no thread to clear it
+                    log.exception("preparing an adaptation step failed for %s", uri)
+                    continue
             if job is None:
                 continue
             ad, ids, n_read, state = job

@@ -95,3 +95,34 @@ def test_a_plugin_decoder_is_found_by_name(tiny_checkpoint):
         registry.unregister("decoder", "always-first")
     with pytest.raises(Exception, match="unknown decoder"):
         engine.complete_text("x = ", Request(decoder="always-first"))
+
+
+def test_a_broken_plugin_decoder_is_reported_by_name_not_a_traceback(tiny_checkpoint):
+    from completer.errors import CompleterError
+
+    class Raises(Decoder):
+        name = "raises"
+
+        def choose(self, lp, req, rng):
+            raise ZeroDivisionError("plugin bug")
+
+    def not_a_decoder():
+        return None
+
+    engine = Engine.from_checkpoint(tiny_checkpoint)
+    registry.register("decoder", "raises", Raises)
+    registry.register("decoder", "not-a-decoder", not_a_decoder)
+    try:
+        with pytest.raises(CompleterError, match="decoder 'raises' failed: ZeroDivisionError"):
+            engine.complete_text("x = ", Request(decoder="raises"))
+        with pytest.raises(CompleterError, match="'not-a-decoder' is not a completer.decoders.Decoder"):
+            engine.complete_text("x = ", Request(decoder="not-a-decoder"))
+        assert engine.complete_text("x = ", Request(decoder="greedy", mode="free", max_chars=3))
+    finally:
+        registry.unregister("decoder", "raises")
+        registry.unregister("decoder", "not-a-decoder")
+
+
+def test_a_vanishing_temperature_is_the_argmax():
+    rng = np.random.default_rng(0)
+    assert all(Temperature().choose(LP, Request(temperature=1e-320), rng) == 0 for _ in range(50))

@@ -456,7 +456,9 @@ class Run:
             self.train_seconds += dt
             self.seconds = seconds0 + time.perf_counter() - session_start
             if not math.isfinite(loss):
-                raise CompleterError(f"training diverged at step {self.step} (loss {loss}); lower --lr")
+                raise CompleterError(f"training diverged at step {self.step} (loss {loss}); start again with a "
+                                     f"lower --lr (--force), or fine-tune {self.out / 'best.safetensors'} "
+                                     f"with --init and a lower --lr")
             self.recent = (self.recent + [loss])[-o["log_every"]:]
             if self.step % o["log_every"] == 0:
                 self._write_metrics({"kind": "train", "step": self.step, "epoch": round(self.epoch, 4),
