@@ -51,7 +51,9 @@ class CharModel:
     def init_params(self, seed: int, dtype=np.float32) -> dict:
         rng = np.random.default_rng(seed)
         c = self.config
-        p = {"embed": (rng.standard_normal((c.vocab_size, c.embed)) * 0.1).astype(dtype)}
+        # N(0, 1) as torch.nn.Embedding: with 0.1 the input barely reaches the gates at first and
+        # training on requests was ~1.5x slower to reach the same loss (measured, README "Shipped model")
+        p = {"embed": rng.standard_normal((c.vocab_size, c.embed)).astype(dtype)}
         for l, cell in enumerate(self.cells):
             for k, v in cell.init_params(rng, dtype).items():
                 p[f"layers.{l}.{k}"] = v
