@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 
 from completer import __version__
@@ -16,7 +15,6 @@ from completer.errors import CompleterError
 
 # Commands whose matrix products are small (batch 1 or a few rows): BLAS threads only add
 # hand-off cost there, and on a busy machine up to 10x (measured in `completer eval`).
-SINGLE_THREADED = {"repl", "complete", "sample", "serve", "eval"}
 COMMANDS = ["repl", "complete", "sample", "serve", "train", "eval", "bench", "plot", "plugins"]
 
 
@@ -48,8 +46,6 @@ def main(argv=None) -> int:
     if not argv or (argv[0] not in known and argv[0] not in ("-h", "--help", "--version")):
         argv.insert(0, "repl")
     args = parser.parse_args(argv)
-    if args.command in SINGLE_THREADED:  # must precede the first numpy import
-        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     try:
         return args.run(args) or 0
     except CompleterError as exc:
