@@ -36,13 +36,15 @@ class ModelConfig:
     hidden: int = 512
     layers: int = 1
     dropout: float = 0.0
+    weight_drop: float = 0.0  # DropConnect on the recurrent matrices (training only)
 
     def validate(self) -> "ModelConfig":
         for field, low in (("vocab_size", 2), ("embed", 1), ("hidden", 1), ("layers", 1)):
             if not isinstance(getattr(self, field), int) or getattr(self, field) < low:
                 raise CompleterError(f"{field} must be an integer >= {low}, got {getattr(self, field)!r}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise CompleterError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        for field in ("dropout", "weight_drop"):
+            if not 0.0 <= getattr(self, field) < 1.0:
+                raise CompleterError(f"{field} must be in [0, 1), got {getattr(self, field)!r}")
         return self
 
     def as_dict(self) -> dict:
@@ -116,15 +118,23 @@ class CharModel:
         """ids (T, B) -> logits (T, B, V), final state, cache for backward.
         `table` = input_table(), for a caller reading many short windows with the same weights.
 
-        Dropout (inverted) applies to each layer's output, i.e. between layers and before the
-        head, only when a dropout_rng is given (training)."""
+        Regularisation, only when a dropout_rng is given (training): dropout (inverted) on each
+        layer's output, i.e. between layers and before the head; and weight drop (DropConnect,
+        as AWD-LSTM, Merity et al. 2017) on each layer's recurrent matrices, one mask per window
+        shared by every step, which regularises the recurrence itself rather than its outputs."""
         T, B = ids.shape
         drop = self.config.dropout if dropout_rng is not None else 0.0
+        wdrop = self.config.weight_drop if dropout_rng is not None else 0.0
         xp_buf = self._gather(self.input_table() if table is None else table, ids)
         xp = xp_buf["xp"]                                           # (T, B, G*H)
         layer_caches, final, x = [], [], None
         for l, cell in enumerate(self.cells):
-            p = self.layer_params(l)
+            p, wmasks = self.layer_params(l), {}
+            if wdrop:
+                for k, w in p.items():
+                    if w.ndim == 2 and k != "Wx":                   # the recurrent matrices
+                        wmasks[k] = (dropout_rng.random(w.shape, dtype=np.float32) >= wdrop) / w.dtype.type(1 - wdrop)
+                p = dict(p, **{k: p[k] * m for k, m in wmasks.items()})
             if l:
                 xp = (x.reshape(T * B, -1) @ p["Wx"]).reshape(T, B, -1) + p["b"]
             hs, s, cache = cell.forward(p, xp, state[l])            # hs (T, B, H)
@@ -133,7 +143,7 @@ class CharModel:
             if drop:
                 mask = (dropout_rng.random(hs.shape) >= drop).astype(hs.dtype) / (1.0 - drop)
                 hs = hs * mask
-            layer_caches.append((x, cache, mask))
+            layer_caches.append((x, cache, mask, p, wmasks))
             x = hs
         logits = (x.reshape(T * B, -1) @ self.params["head.W"] + self.params["head.b"]).reshape(T, B, -1)
         return logits, final, (ids, layer_caches, x, xp_buf)
@@ -171,15 +181,15 @@ class CharModel:
         dx = (dl @ self.params["head.W"].T).reshape(T, B, -1)       # (T, B, H)
         dstate0 = [None] * len(self.cells)
         for l in reversed(range(len(self.cells))):
-            cell, p = self.cells[l], self.layer_params(l)
-            x_in, cell_cache, mask = layer_caches[l]
+            cell = self.cells[l]
+            x_in, cell_cache, mask, p, wmasks = layer_caches[l]         # p: as forward used them
             if mask is not None:
                 dx = dx * mask
             ds = dstate[l] if dstate is not None else cell.zero_state(B, dx.dtype)
             dxp, g, dstate0[l] = cell.backward(p, cell_cache, dx, ds)   # dxp (T, B, G*H)
             dxp2 = dxp.reshape(T * B, -1)                          # (T*B, G*H)
             for k, v in g.items():
-                grads[f"layers.{l}.{k}"] = v
+                grads[f"layers.{l}.{k}"] = v * wmasks[k] if k in wmasks else v
             if l:
                 grads[f"layers.{l}.b"] = dxp2.sum(axis=0)
                 grads[f"layers.{l}.Wx"] = x_in.reshape(T * B, -1).T @ dxp2

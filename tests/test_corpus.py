@@ -80,9 +80,18 @@ def test_split_whole_files_deterministic_with_heldout(tmp_path):
     assert [f.path for f in again[1]] == [f.path for f in val]
     others = {tuple(f.path for f in corpus.split(files, 0.2, seed=s)[1]) for s in range(8)}
     assert len(others) > 1  # the seed decides
-    # at least one validation file even at fraction 0, and at least one training file
-    t0, v0, _ = corpus.split(files[:2], 0.0, seed=0)
+    # a tiny fraction still gives one validation file; 0 means none: train on every file
+    t0, v0, _ = corpus.split(files[:2], 0.01, seed=0)
     assert len(t0) == 1 and len(v0) == 1
+    t0, v0, h0 = corpus.split(files, 0.0, seed=0, heldout=["pkg/mod0.py"])
+    assert v0 == [] and len(t0) == len(files) - 1 and len(h0) == 1
+    # named validation files, kept out of training
+    t1, v1, _ = corpus.split(files, 0.2, seed=0, heldout=["pkg/mod0.py"], val_paths=["pkg/mod2.py", "pkg/mod3.py"])
+    assert [f.path for f in v1] == ["pkg/mod2.py", "pkg/mod3.py"] and len(t1) == len(files) - 3
+    with pytest.raises(CompleterError, match="--val-files nope.py"):
+        corpus.split(files, 0.1, 0, val_paths=["nope.py"])
+    with pytest.raises(CompleterError, match="both to --heldout and to --val-files"):
+        corpus.split(files, 0.1, 0, heldout=["pkg/mod2.py"], val_paths=["pkg/mod2.py"])
     with pytest.raises(CompleterError, match="--heldout nope.py"):
         corpus.split(files, 0.1, 0, heldout=["nope.py"])
     with pytest.raises(CompleterError, match="at least 2 usable files"):

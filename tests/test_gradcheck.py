@@ -17,8 +17,8 @@ def test_builtin_cells_are_registered():
     assert {"rnn", "gru", "lstm"} <= set(CELLS)
 
 
-def make(cell, layers, seed=0):
-    model = CharModel(ModelConfig(cell=cell, vocab_size=7, embed=4, hidden=5, layers=layers),
+def make(cell, layers, seed=0, **config):
+    model = CharModel(ModelConfig(cell=cell, vocab_size=7, embed=4, hidden=5, layers=layers, **config),
                       seed=seed, dtype=np.float64)
     rng = np.random.default_rng(seed + 1)
     for k, v in model.params.items():  # non-trivial values everywhere, biases included
@@ -31,9 +31,11 @@ def make(cell, layers, seed=0):
     return model, ids, targets, state, weights
 
 
-def objective(model, ids, targets, state, weights):
-    """Cross-entropy plus a linear term in the final state, so d(final state) is non-zero."""
-    logits, final, cache = model.forward(ids, state)
+def objective(model, ids, targets, state, weights, masks_seed=None):
+    """Cross-entropy plus a linear term in the final state, so d(final state) is non-zero.
+    masks_seed: train-time dropout and weight drop, the same masks at every call."""
+    rng = None if masks_seed is None else np.random.default_rng(masks_seed)
+    logits, final, cache = model.forward(ids, state, dropout_rng=rng)
     loss, dlogits = model.softmax_xent(logits, targets)
     loss += sum(float((s * w).sum()) for fs, ws in zip(final, weights) for s, w in zip(fs, ws))
     return loss, dlogits, cache
@@ -43,11 +45,15 @@ def rel_error(a, b):
     return np.abs(a - b).max() / max(1e-8, np.abs(a).max() + np.abs(b).max())
 
 
-@pytest.mark.parametrize("layers", [1, 2])
+@pytest.mark.parametrize("layers,regularised", [(1, False), (2, False), (2, True)])
 @pytest.mark.parametrize("cell", CELLS)
-def test_gradients_match_finite_differences(cell, layers):
-    model, ids, targets, state, weights = make(cell, layers)
-    _, dlogits, cache = objective(model, ids, targets, state, weights)
+def test_gradients_match_finite_differences(cell, layers, regularised):
+    """regularised: dropout and weight drop on, with fixed masks (the gradient of what training
+    optimises, masks included)."""
+    model, ids, targets, state, weights = make(cell, layers, **(
+        {"dropout": 0.3, "weight_drop": 0.4} if regularised else {}))
+    masks_seed = 5 if regularised else None
+    _, dlogits, cache = objective(model, ids, targets, state, weights, masks_seed)
     grads, dstate0 = model.backward(cache, dlogits, dstate=weights)
     eps = 1e-6
 
@@ -56,9 +62,9 @@ def test_gradients_match_finite_differences(cell, layers):
         for i in np.ndindex(array.shape):
             old = array[i]
             array[i] = old + eps
-            up = objective(model, ids, targets, state, weights)[0]
+            up = objective(model, ids, targets, state, weights, masks_seed)[0]
             array[i] = old - eps
-            down = objective(model, ids, targets, state, weights)[0]
+            down = objective(model, ids, targets, state, weights, masks_seed)[0]
             array[i] = old
             g[i] = (up - down) / (2 * eps)
         return g
@@ -71,6 +77,21 @@ def test_gradients_match_finite_differences(cell, layers):
         for k, s in enumerate(layer_state):
             err = rel_error(dstate0[l][k], numeric(s))
             assert err < 1e-6, f"{cell} x{layers}: incoming state {l}.{k} relative error {err:.2e}"
+
+
+def test_weight_drop_masks_recurrent_weights_only():
+    """Weight drop zeroes a share of the recurrent matrices during training and nothing else;
+    without a dropout_rng (validation, serving) the model is deterministic and unmasked."""
+    model, ids, targets, state, _ = make("lstm", 1, weight_drop=0.5)
+    _, _, cache = model.forward(ids, state, dropout_rng=np.random.default_rng(0))
+    _, _, mask, p, wmasks = cache[1][0]
+    assert set(wmasks) == {"Wh"} and mask is None
+    dropped = (wmasks["Wh"] == 0).mean()
+    assert 0.3 < dropped < 0.7 and np.all(wmasks["Wh"][wmasks["Wh"] != 0] == 2.0)
+    assert p["Wx"] is model.params["layers.0.Wx"]
+    plain = model.forward(ids, state)[0]
+    np.testing.assert_array_equal(plain, model.forward(ids, state)[0])
+    assert not np.allclose(plain, model.forward(ids, state, dropout_rng=np.random.default_rng(0))[0])
 
 
 @pytest.mark.parametrize("cell", CELLS)

@@ -70,7 +70,8 @@ def test_loss_falls_on_a_learnable_pattern(repo, tmp_path, capsys, cell, request
 
 
 @pytest.mark.parametrize("optimizer,extra", [("adam", dict(dropout=0.2, layers=2)), ("sgd", {}),
-                                             ("adagrad", dict(cell="gru"))])
+                                             ("adagrad", dict(cell="gru")),
+                                             ("adam", dict(weight_drop=0.3, weight_decay=0.1, ema=0.9))])
 def test_resume_is_bit_identical(repo, tmp_path, capsys, optimizer, extra):
     """A run stopped by SIGINT at step 20 and resumed to 45 (across an epoch wrap) == 45 steps straight."""
     opts = dict(hidden=16, embed=8, batch=8, seq=16, val_every=10, log_every=5, steps=45, optimizer=optimizer,
@@ -97,6 +98,35 @@ def test_resume_is_bit_identical(repo, tmp_path, capsys, optimizer, extra):
     assert records(tmp_path / "a", "val") == [
         {**r, "seconds": r2["seconds"], "val_seconds": r2["val_seconds"]}
         for r, r2 in zip(records(tmp_path / "b", "val"), records(tmp_path / "a", "val"))]
+
+
+def test_regularised_run_without_validation_saves_the_average(repo, tmp_path, capsys):
+    """--val-fraction 0 trains on every file and keeps the latest weights; under --ema the
+    checkpoints hold the average (the optimizer's avg slot), not the last iterate."""
+    rc, out = train(repo, tmp_path / "r", "--steps", "30", "--val-fraction", "0", "--weight-drop", "0.3",
+                    "--weight-decay", "0.1", "--ema", "0.9", "--json", capsys=capsys)
+    assert rc == 0
+    s = json.loads(out.out.strip().splitlines()[-1])
+    assert s["best_val_bpc"] is None and s["val_bpc"] is None and s["train_bpc"] is not None
+    model, _, meta = checkpoint.load(tmp_path / "r" / "best.safetensors")
+    assert meta["train"]["corpus"]["val_files"] == [] and model.config.weight_drop == 0.3
+    state = load_file(str(tmp_path / "r" / "state.safetensors"))
+    for k, v in model.params.items():
+        assert np.array_equal(v, state[f"opt.avg.{k}"]), k
+    assert not all(np.array_equal(v, state[f"param.{k}"]) for k, v in model.params.items())
+    assert records(tmp_path / "r", "val") == []
+    plain, _ = checkpoint.load(tmp_path / "r" / "last.safetensors")[:2]
+    assert all(np.array_equal(plain.params[k], model.params[k]) for k in model.params)
+
+
+def test_val_files_name_the_validation_split(repo, tmp_path, capsys):
+    rc, out = train(repo, tmp_path / "v", "--steps", "10", "--val-files", "pkg/mod1.py", "--json", capsys=capsys)
+    assert rc == 0
+    meta = checkpoint.load(tmp_path / "v" / "best.safetensors")[2]
+    assert meta["train"]["corpus"]["val_files"] == ["pkg/mod1.py"]
+    assert json.loads(out.out.strip().splitlines()[-1])["best_val_bpc"] > 0
+    rc, out = train(repo, tmp_path / "w", "--steps", "10", "--val-files", "nope.py", capsys=capsys)
+    assert rc == 2 and out.err.count("\n") == 1 and "--val-files nope.py" in out.err
 
 
 def test_resume_refuses_changed_flags_and_corpus(repo, tmp_path, capsys):

@@ -164,16 +164,27 @@ def discover(repo, include=None, max_bytes: int = MAX_FILE_BYTES) -> Corpus:
     return Corpus(root, files, skipped, skipped_dirs)
 
 
-def split(files: list[SourceFile], val_fraction: float = 0.1, seed: int = 0, heldout=()):
-    """(train, val, held): whole files. At least one validation and one training file."""
+def split(files: list[SourceFile], val_fraction: float = 0.1, seed: int = 0, heldout=(), val_paths=()):
+    """(train, val, held): whole files. val_paths names the validation files; else val_fraction
+    of the characters in seeded whole files (at least one), or none at all when it is 0."""
     by_path = {f.path: f for f in files}
     heldout = [Path(h).as_posix() for h in heldout]  # "./a/b.py" -> "a/b.py"
-    missing = [h for h in heldout if h not in by_path]
-    if missing:
-        raise CompleterError(f"--heldout {missing[0]}: not a usable file of the corpus "
-                             f"(give a path relative to REPO_DIR)")
+    val_paths = [Path(v).as_posix() for v in val_paths]
+    for flag, paths in (("--heldout", heldout), ("--val-files", val_paths)):
+        missing = [h for h in paths if h not in by_path]
+        if missing:
+            raise CompleterError(f"{flag} {missing[0]}: not a usable file of the corpus "
+                                 f"(give a path relative to REPO_DIR)")
+    both = set(heldout) & set(val_paths)
+    if both:
+        raise CompleterError(f"{sorted(both)[0]} is given both to --heldout and to --val-files")
     held = [by_path[h] for h in sorted(set(heldout))]
     rest = [f for f in sorted(files, key=lambda f: f.path) if f.path not in set(heldout)]
+    if val_paths or val_fraction == 0:
+        train = [f for f in rest if f.path not in set(val_paths)]
+        if not train:
+            raise CompleterError("no file is left to train on besides the held-out and validation files")
+        return train, [by_path[v] for v in sorted(set(val_paths))], held
     if len(rest) < 2:
         raise CompleterError(f"need at least 2 usable files besides held-out ones (one to train, one to "
                              f"validate), found {len(rest)}")

@@ -39,11 +39,10 @@ STATE_KEY, STATE_FORMAT = "completer_state", 1
 RUN_FILES = (checkpoint.BEST, checkpoint.LAST, STATE, METRICS, PLOT)
 
 # Defaults of every option; None in `options` means "not given" (so --resume can tell).
-MODEL_KEYS = ("cell", "hidden", "layers", "embed", "dropout")
-DEFAULTS = dict(cell="lstm", hidden=256, layers=1, embed=64, dropout=0.0,
-                batch=32, seq=128, lr=None, optimizer="adam", clip=5.0, warmup=None,
-                seed=0, val_fraction=0.1, val_every=100, val_chars=250_000, patience=10, log_every=10,
-                include=[], heldout=[], max_file_bytes=corpus_mod.MAX_FILE_BYTES)
+DEFAULTS = dict(cell="lstm", hidden=256, layers=1, embed=64, dropout=0.0, weight_drop=0.0,
+                batch=32, seq=128, lr=None, optimizer="adam", clip=5.0, warmup=None, weight_decay=0.0, ema=0.0,
+                seed=0, val_fraction=0.1, val_files=[], val_every=100, val_chars=250_000, patience=10,
+                log_every=10, include=[], heldout=[], max_file_bytes=corpus_mod.MAX_FILE_BYTES)
 BUDGET_KEYS = ("steps", "epochs", "minutes")
 DEFAULT_EPOCHS = 20
 LN2 = math.log(2)
@@ -142,8 +141,11 @@ class Run:
             raise CompleterError(f"--lr must be a positive number, got {opts['lr']!r}")
         if opts["optimizer"] not in optim.OPTIMIZERS:
             raise CompleterError(f"unknown optimizer {opts['optimizer']!r}; available: {', '.join(optim.OPTIMIZERS)}")
-        if not 0 <= opts["val_fraction"] < 1:
-            raise CompleterError(f"--val-fraction must be in [0, 1), got {opts['val_fraction']!r}")
+        for key in ("val_fraction", "weight_drop", "ema"):
+            if not 0 <= opts[key] < 1:
+                raise CompleterError(f"--{key.replace('_', '-')} must be in [0, 1), got {opts[key]!r}")
+        if not (opts["weight_decay"] >= 0 and math.isfinite(opts["weight_decay"])):
+            raise CompleterError(f"--weight-decay must be a number >= 0, got {opts['weight_decay']!r}")
         return opts
 
     def prepare(self) -> None:
@@ -169,7 +171,7 @@ class Run:
         if not c.files:
             raise CompleterError(f"{self.repo}: no usable source files (skipped {c.skip_summary()})")
         self.train_files, self.val_files, self.held_files = corpus_mod.split(
-            c.files, o["val_fraction"], o["seed"], o["heldout"])
+            c.files, o["val_fraction"], o["seed"], o["heldout"], o["val_files"])
         self.digest = corpus_mod.digest(self.train_files, self.val_files)
         if saved and saved["digest"] != self.digest:
             raise CompleterError(f"--resume: the corpus under {self.repo} changed since the run started "
@@ -186,19 +188,20 @@ class Run:
             self.model, self.vocab = self._init_from(self.init, train_text)
         else:
             self.vocab = Vocab(train_text)
-            config = ModelConfig(o["cell"], len(self.vocab), o["embed"], o["hidden"], o["layers"], o["dropout"])
+            config = ModelConfig(o["cell"], len(self.vocab), o["embed"], o["hidden"], o["layers"], o["dropout"],
+                                 o["weight_drop"])
             self.model = CharModel(config, seed=o["seed"])  # CompleterError for an unknown cell or bad size
         docs = [self.vocab.encode(f.text) for f in self.train_files]
         self.streams = Streams(docs, o["batch"], o["seq"], o["seed"])
         # a big repo's 10% would make every validation cost more than the training between them
         self.val_ids = self.vocab.encode("".join(f.text for f in self.val_files))[: o["val_chars"]]
-        if len(self.val_ids) < 2:
+        if self.val_files and len(self.val_ids) < 2:
             raise CompleterError("the validation files hold fewer than 2 characters; raise --val-fraction")
         self.total_steps = (o["steps"] if o["steps"] is not None else
                             math.ceil(o["epochs"] * self.streams.windows_per_epoch) if o["epochs"] is not None else None)
         if o["warmup"] is None:
             o["warmup"] = min(100, self.total_steps // 10) if self.total_steps else 100
-        self.optimizer = None if saved else optim.make(o["optimizer"], self.model.params)
+        self.optimizer = None if saved else self._optimizer(self.model.params)
         self.rng = np.random.default_rng(o["seed"])
         self.hidden = self.model.zero_state(o["batch"]) if not saved else None
         self.step, self.seconds, self.train_seconds = 0, 0.0, 0.0
@@ -218,7 +221,7 @@ class Run:
             o[k] = getattr(old.config, k)
         vocab = old_vocab.extended(train_text)
         config = ModelConfig(old.config.cell, len(vocab), old.config.embed, old.config.hidden,
-                             old.config.layers, o["dropout"])
+                             old.config.layers, o["dropout"], o["weight_drop"])
         model = CharModel(config, seed=o["seed"])
         p, q = model.params, old.params
         new_rows = np.array([vocab.id(ch) for ch in old_vocab.chars] + [vocab.unk])   # old id -> new id
@@ -230,6 +233,10 @@ class Run:
                 p[k][...] = q[k]
         self.log(f"init: from {meta['path']}; vocabulary {len(old_vocab)} -> {len(vocab)} symbols")
         return model, vocab
+
+    def _optimizer(self, params):
+        o = self.opts
+        return optim.make(o["optimizer"], params, o["weight_decay"], o["ema"])
 
     # ---- resume state -------------------------------------------------------------------
     def _state_meta(self) -> dict:
@@ -267,7 +274,7 @@ class Run:
                 raise CompleterError(f"{path}: resume state lacks parameter {k} of shape {shape}")
             params[k] = np.ascontiguousarray(a, dtype=np.float32)
         self.model.params = params
-        self.optimizer = optim.make(self.opts["optimizer"], params)
+        self.optimizer = self._optimizer(params)
         self.optimizer.load_state_tensors(t, meta["opt_t"])
         hidden = []
         for l, s in enumerate(self.model.zero_state(self.opts["batch"])):
@@ -330,15 +337,23 @@ class Run:
         except OSError as exc:
             raise CompleterError(f"--out {self.out}: cannot write there ({exc.strerror or exc})") from None
 
-    def validate(self, should_stop) -> float:
-        return evaluate_bpc(self.model, self.val_ids, batch=16, seq=256, should_stop=should_stop)
+    def served(self) -> CharModel:
+        """The weights that validation measures and checkpoints hold: the average under --ema."""
+        avg = self.optimizer.averaged
+        return self.model if avg is None else CharModel(self.model.config, params=avg)
+
+    def validate(self, should_stop) -> float | None:
+        """Validation bits per character, None without validation files."""
+        if not self.val_files:
+            return None
+        return evaluate_bpc(self.served(), self.val_ids, batch=16, seq=256, should_stop=should_stop)
 
     def save(self, best: bool) -> None:
         """last (and best) checkpoints, then the resume state: each written atomically."""
-        train, metrics = self._train_meta(), self._metrics()
-        checkpoint.save(self.out / checkpoint.LAST, self.model, self.vocab, train=train, metrics=metrics)
+        train, metrics, model = self._train_meta(), self._metrics(), self.served()
+        checkpoint.save(self.out / checkpoint.LAST, model, self.vocab, train=train, metrics=metrics)
         if best:
-            checkpoint.save(self.out / checkpoint.BEST, self.model, self.vocab, train=train, metrics=metrics)
+            checkpoint.save(self.out / checkpoint.BEST, model, self.vocab, train=train, metrics=metrics)
         self._save_state()
 
     def describe(self) -> str:
@@ -395,6 +410,9 @@ class Run:
         except Abandoned:
             return None
         self.validated_step, self.last_val = self.step, bpc
+        if bpc is None:  # no validation files: the latest weights are the best known
+            self.save(best=True)
+            return None
         improved = self.best_val is None or bpc < self.best_val
         if improved:
             self.best_val, self.best_step, self.bad_vals = bpc, self.step, 0

@@ -3,6 +3,14 @@
 An optimizer updates a flat dict of float32 parameters in place from a dict of gradients. Its
 state is a dict of named float32 arrays (`slots`) plus a step count, so it saves to safetensors
 next to the checkpoint and resumes exactly.
+
+Two options every optimizer shares:
+- weight_decay: decoupled (AdamW, Loshchilov & Hutter 2019): p -= lr * wd * p after the update,
+  on the weight matrices only (not biases, not the embedding);
+- ema: an exponential moving average of the parameters (slot "avg"), with the usual warm-up
+  min(ema, (1 + t) / (10 + t)) so that early averages are not dominated by the initialisation.
+  Averaged weights generalise better than the last iterate on a small corpus; the trainer
+  validates and saves them.
 """
 from __future__ import annotations
 
@@ -18,14 +26,28 @@ DEFAULT_LR = {"adam": 2e-3, "sgd": 0.05, "adagrad": 0.05}
 class Optimizer:
     slot_names: tuple = ()
 
-    def __init__(self, params: dict):
-        self.t = 0
+    def __init__(self, params: dict, weight_decay: float = 0.0, ema: float = 0.0):
+        self.t, self.weight_decay, self.ema = 0, weight_decay, ema
         self.slots = {s: {k: np.zeros_like(v) for k, v in params.items()} for s in self.slot_names}
+        if ema:
+            self.slots["avg"] = {k: v.copy() for k, v in params.items()}
+        self.decayed = {k for k, v in params.items() if v.ndim == 2 and k != "embed"}
 
     def step(self, params: dict, grads: dict, lr: float) -> None:
         self.t += 1
         for k, p in params.items():
             self.update(k, p, grads[k], np.float32(lr))
+            if self.weight_decay and k in self.decayed:
+                p *= np.float32(1 - lr * self.weight_decay)
+        if self.ema:
+            w = np.float32(1 - min(self.ema, (1 + self.t) / (10 + self.t)))
+            for k, a in self.slots["avg"].items():
+                a += w * (params[k] - a)
+
+    @property
+    def averaged(self) -> dict | None:
+        """The averaged parameters (ema on), else None."""
+        return self.slots.get("avg")
 
     def update(self, k, p, g, lr):
         raise NotImplementedError
@@ -88,10 +110,10 @@ class Adagrad(Optimizer):
 OPTIMIZERS = {"adam": Adam, "sgd": SGD, "adagrad": Adagrad}
 
 
-def make(name: str, params: dict) -> Optimizer:
+def make(name: str, params: dict, weight_decay: float = 0.0, ema: float = 0.0) -> Optimizer:
     if name not in OPTIMIZERS:
         raise CompleterError(f"unknown optimizer {name!r}; available: {', '.join(OPTIMIZERS)}")
-    return OPTIMIZERS[name](params)
+    return OPTIMIZERS[name](params, weight_decay, ema)
 
 
 def clip_global_norm(grads: dict, max_norm: float) -> float:

@@ -31,6 +31,8 @@ def add_parser(sub):
     m.add_argument("--embed", type=positive_int, default=None, help="character embedding size (default 64)")
     m.add_argument("--dropout", type=fraction, default=None, help="dropout between layers and before the head "
                                                                    "(default 0)")
+    m.add_argument("--weight-drop", type=fraction, default=None,
+                   help="DropConnect on the recurrent weight matrices, one mask per window (default 0)")
     t = p.add_argument_group("optimisation")
     t.add_argument("--batch", type=positive_int, default=None, help="parallel streams B (default 32)")
     t.add_argument("--seq", type=positive_int, default=None, help="BPTT window T in characters (default 128)")
@@ -42,6 +44,11 @@ def add_parser(sub):
     t.add_argument("--warmup", type=nonneg_int, default=None,
                    help="linear warm-up steps, then cosine decay to 10%% at the end of the budget "
                         "(default min(100, 10%% of the steps))")
+    t.add_argument("--weight-decay", type=nonneg_float, default=None,
+                   help="decoupled weight decay (AdamW) on the weight matrices (default 0)")
+    t.add_argument("--ema", type=fraction, default=None,
+                   help="validate and save an exponential moving average of the weights with this decay, "
+                        "e.g. 0.999 (default 0: the weights as trained)")
     t.add_argument("--seed", type=nonneg_int, default=None, help="seed for init, split, order, dropout (default 0)")
     b = p.add_argument_group("budget (one of; default --epochs 20; each counts the whole run, resumes included)")
     b.add_argument("--steps", type=positive_int, default=None, help="stop after N steps in total")
@@ -50,7 +57,10 @@ def add_parser(sub):
                                                                          "after warm-up)")
     v = p.add_argument_group("data and validation")
     v.add_argument("--val-fraction", type=fraction, default=None,
-                   help="share of files held for validation, at least one file (default 0.1)")
+                   help="share of files held for validation, at least one file; 0 = no validation, "
+                        "train on every file and keep the latest checkpoint as best (default 0.1)")
+    v.add_argument("--val-files", nargs="+", action="extend", default=None, metavar="PATH",
+                   help="repo-relative files to validate on (instead of --val-fraction)")
     v.add_argument("--val-every", type=positive_int, default=None,
                    help="validate and save checkpoints every N steps (default 100)")
     v.add_argument("--val-chars", type=positive_int, default=None,
@@ -74,9 +84,9 @@ def add_parser(sub):
     p.set_defaults(run=run)
 
 
-OPTION_FLAGS = ("cell", "hidden", "layers", "embed", "dropout", "batch", "seq", "optimizer", "lr", "clip",
-                "warmup", "seed", "steps", "epochs", "minutes", "val_fraction", "val_every", "val_chars", "patience",
-                "include", "heldout", "log_every")
+OPTION_FLAGS = ("cell", "hidden", "layers", "embed", "dropout", "weight_drop", "batch", "seq", "optimizer", "lr",
+                "clip", "warmup", "weight_decay", "ema", "seed", "steps", "epochs", "minutes", "val_fraction",
+                "val_files", "val_every", "val_chars", "patience", "include", "heldout", "log_every")
 
 
 def run(args) -> int:
