@@ -129,9 +129,12 @@ class Net:
         """cells: the cells to run (default the model's); an adapted document's Net shares the
         engine's, whose window buffers are used under the engine lock only."""
         self.cells = model.cells if cells is None else cells
-        self.params = [model.layer_params(l) for l in range(len(model.cells))]
+        # matrices in Fortran order: at batch 1, h @ W is a matrix-vector product, and OpenBLAS's
+        # sgemv runs ~25% faster over W's transpose stored row by row (39 vs 53 us at 512 x 2048)
+        self.params = [{k: np.asfortranarray(v) if v.ndim == 2 else v for k, v in model.layer_params(l).items()}
+                       for l in range(len(model.cells))]
         self.table = model.input_table()                                    # (V, G*H)
-        self.head_W = model.params["head.W"]                                  # (H, V)
+        self.head_W = np.asfortranarray(model.params["head.W"])             # (H, V)
         self.head_b = model.params["head.b"].copy()
         self.head_b[-1] = -np.inf   # Vocab puts UNK last: never suggest the unknown symbol
         self.zero = model.zero_state(1)
