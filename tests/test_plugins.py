@@ -214,7 +214,7 @@ def test_installed_plugin_passes_the_gradient_check(plugin_venv):
     done = run([str(plugin_venv), "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "mgu",
                 "tests/test_gradcheck.py"], env=clean_env(), cwd=REPO)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "3 passed" in done.stdout, done.stdout  # x1 and x2 layers gradients, step == forward
+    assert "4 passed" in done.stdout, done.stdout  # x1, x2, x2 regularised gradients; step == forward
 
 
 def test_mgu_is_smaller_than_gru(plugin_venv):
