@@ -13,8 +13,6 @@ import sys
 from completer import __version__
 from completer.errors import CompleterError
 
-# Commands whose matrix products are small (batch 1 or a few rows): BLAS threads only add
-# hand-off cost there, and on a busy machine up to 10x (measured in `completer eval`).
 COMMANDS = ["repl", "complete", "sample", "serve", "train", "eval", "bench", "plot", "plugins"]
 
 

@@ -175,16 +175,16 @@ def split(files: list[SourceFile], val_fraction: float = 0.1, seed: int = 0, hel
         if missing:
             raise CompleterError(f"{flag} {missing[0]}: not a usable file of the corpus "
                                  f"(give a path relative to REPO_DIR)")
-    both = set(heldout) & set(val_paths)
-    if both:
-        raise CompleterError(f"{sorted(both)[0]} is given both to --heldout and to --val-files")
-    held = [by_path[h] for h in sorted(set(heldout))]
-    rest = [f for f in sorted(files, key=lambda f: f.path) if f.path not in set(heldout)]
+    held_set, val_set = set(heldout), set(val_paths)
+    if held_set & val_set:
+        raise CompleterError(f"{sorted(held_set & val_set)[0]} is given both to --heldout and to --val-files")
+    held = [by_path[h] for h in sorted(held_set)]
+    rest = [f for f in sorted(files, key=lambda f: f.path) if f.path not in held_set]
     if val_paths or val_fraction == 0:
-        train = [f for f in rest if f.path not in set(val_paths)]
+        train = [f for f in rest if f.path not in val_set]
         if not train:
             raise CompleterError("no file is left to train on besides the held-out and validation files")
-        return train, [by_path[v] for v in sorted(set(val_paths))], held
+        return train, [by_path[v] for v in sorted(val_set)], held
     if len(rest) < 2:
         raise CompleterError(f"need at least 2 usable files besides held-out ones (one to train, one to "
                              f"validate), found {len(rest)}")

@@ -1,7 +1,9 @@
 """The training run: corpus -> vocabulary -> model -> truncated-BPTT loop -> checkpoints in a run directory.
 
-    RUN/best.safetensors   servable checkpoint with the lowest validation loss so far
+    RUN/best.safetensors   servable checkpoint with the lowest validation loss so far (the latest
+                           save when there are no validation files)
     RUN/last.safetensors   servable checkpoint of the latest save
+                           (both hold the weights' moving average under --ema)
     RUN/state.safetensors  resume state: parameters, optimizer slots, carried hidden state, and
                            JSON metadata (config, step, stream position, RNG state, best so far)
     RUN/metrics.jsonl      one JSON object per line: {"kind": "train"|"val", "step", "chars", ...}
