@@ -25,7 +25,7 @@ Measures (the protocol of shared/bench/ANCHORS.md, so the figures compare):
   Kneser-Ney character n-gram (completer.ngram, order NGRAM_ORDER unless asked) trained on the
   same corpus: its bits per character, and its greedy line completion at the same cut points
   (context = the file before the cut), scored as the model's.
-- with adaptation (completer.adapt): files are read one after another by one stream; each window
+- with adaptation (completer.engine.adaptation): files are read one after another by one stream; each window
   of ADAPT_WINDOW characters is scored, cut points in it are completed, then the weights take an
   SGD step on it. The weights carry over from file to file, the recurrent state does not.
 """
@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from completer.adapt import WINDOW as ADAPT_WINDOW  # characters per SGD step with adaptation
+from completer.engine.adaptation import WINDOW as ADAPT_WINDOW  # characters per SGD step with adaptation
 from completer.errors import CompleterError
 
 CUTS = 1000             # line-completion cut points
@@ -319,35 +319,86 @@ def read_static(model, vocab, docs, cuts, segment=SEGMENT, warmup=WARMUP, window
     return out
 
 
-def read_adaptive(model, vocab, docs, cuts, adapter, window=ADAPT_WINDOW) -> Pass:
-    """Score and complete as read_static, one stream, learning from each window once scored."""
+def _log_softmax(logits) -> np.ndarray:
+    """(T, V) float32 log-probabilities, UNK included (scoring a text must give every character mass)."""
+    z = logits.astype(np.float64)
+    z -= z.max(axis=-1, keepdims=True)
+    return (z - np.log(np.exp(z).sum(axis=-1, keepdims=True))).astype(np.float32)
+
+
+def greedy_mixed(model, vocab, memory, state, ctx, max_chars: int = MAX_CHARS, table=None) -> str:
+    """Greedy line through the network mixed with the memory (as the engine's Search mixes):
+    ctx the ids before the cut; the memory conditions on the generated characters, counts nothing."""
+    newline, out = vocab.id("\n"), []
+    ctx = list(ctx[-64:])
+    logits = _head(model, state)
+    for step in range(max_chars):
+        lp = _log_softmax(logits)[0]
+        lp[vocab.unk] = -np.inf                                         # never suggested
+        mixed, _, _ = memory.mix(np.array(ctx[-64:], np.int32), lp)
+        c = int(np.argmax(mixed))
+        if c == newline:
+            break
+        out.append(c)
+        ctx.append(c)
+        if step < max_chars - 1:
+            logits, state = model.step(np.array([c]), state, table)
+    return vocab.decode(out)
+
+
+def read_sequential(model, vocab, docs, cuts, adapter=None, memory=None, window=ADAPT_WINDOW) -> Pass:
+    """Files read one after another by one stream, in windows of `window` characters: each window
+    is scored, cut points in it are completed; with an adapter the weights then take an SGD step on
+    it (carried from file to file); with a memory (completer.memory) every prediction is the
+    mixture, and the memory reads each character once it has been predicted (the mixer learns from
+    it first), so a cut is completed with what the memory has read up to the cut and no further."""
     out = Pass.empty(docs, cuts)
     by_doc = {}
     for c, (d, p) in enumerate(cuts):
         by_doc.setdefault(d, {})[p] = c       # boundary p: the state after text[:p]
+    table = model.input_table()
+
+    def complete(state, ids, p, table):
+        if memory is None:
+            return greedy_lines(model, vocab, state, table=table)[0]
+        return greedy_mixed(model, vocab, memory, state, ids[max(0, p - 64):p], table=table)
+
     for d, doc in enumerate(docs):
-        ids = vocab.encode(doc.text).astype(np.int64)
-        x, y = ids[:-1, None], ids[1:, None]  # (T, 1)
+        ids = vocab.encode(doc.text).astype(np.int32)
+        x, y = ids[:-1, None].astype(np.int64), ids[1:, None].astype(np.int64)   # (T, 1)
         T = len(x)
-        _first_char(model, vocab, out, d, doc.text)
         stops = by_doc.get(d, {})
-        if 0 in stops:
-            out.completions[stops[0]] = greedy_lines(model, vocab, model.zero_state(1))[0]
         state = model.zero_state(1)
+        if 0 in stops:
+            out.completions[stops[0]] = complete(state, ids, 0, table)
+        first = _head(model, state)[None]                                   # (1, 1, V)
+        if memory is None:
+            _first_char(model, vocab, out, d, doc.text)
+        else:
+            out.put(d, 0, list(memory.score(ids[:1], 0, _log_softmax(first[0])).T))
         for w0 in range(0, T, window):
             w1 = min(w0 + window, T)
             bounds = sorted({w0, w1} | {t for t in stops if w0 < t < w1})
-            pieces, found, table = [], [], model.input_table()  # the weights of this window
+            pieces = []
             for t0, t1 in zip(bounds[:-1], bounds[1:]):
                 logits, state, cache = model.forward(x[t0:t1], state, table=table)  # (t, 1, V)
-                out.put(d, t0 + 1, [a[:, 0] for a in _window_stats(logits, y[t0:t1], vocab.unk)])
-                pieces.append((t1 - t0, logits, cache, y[t0:t1]))
+                # logits[k] predicts ids[t0 + 1 + k]; a cut at t1 is completed before ids[t1] is read
+                if memory is None:
+                    out.put(d, t0 + 1, [a[:, 0] for a in _window_stats(logits, y[t0:t1], vocab.unk)])
+                else:
+                    lo = max(0, t0 + 1 - 64)
+                    lp = _log_softmax(logits[:, 0])
+                    cut = t1 in stops
+                    stats = memory.score(ids[lo:t1 + 1 - cut], t0 + 1 - lo, lp[:len(lp) - cut])
+                    out.put(d, t0 + 1, list(stats.T))
                 if t1 in stops:
-                    found.append((stops[t1], state))
-            if found:  # complete with the weights as they are now, before learning this window
-                texts = greedy_lines(model, vocab, _stack([s for _, s in found]), table=table)
-                for (c, _), text in zip(found, texts):
-                    out.completions[c] = text
+                    out.completions[stops[t1]] = complete(state, ids, t1, table)
+                    if memory is not None:  # now the character at the cut
+                        lo = max(0, t1 - 64)
+                        out.put(d, t1, list(memory.score(ids[lo:t1 + 1], t1 - lo, lp[-1:]).T))
+                pieces.append((t1 - t0, logits, cache, y[t0:t1]))
+            if adapter is None:
+                continue
             # one SGD step on the window's mean loss: backward piece by piece, carrying d(state)
             grads, dstate = {}, None
             for n, logits, cache, tgt in reversed(pieces):
@@ -356,6 +407,7 @@ def read_adaptive(model, vocab, docs, cuts, adapter, window=ADAPT_WINDOW) -> Pas
                 for k, v in g.items():
                     grads[k] = grads[k] + v if k in grads else v
             adapter.apply(grads)
+            table = model.input_table()       # the weights of the next window
     return out
 
 
@@ -384,26 +436,57 @@ def summarize(docs, cuts, lines, p: Pass) -> dict:
     return r
 
 
-def evaluate(model, vocab, docs, train=None, adapt=None, ngram_order=NGRAM_ORDER, log=None) -> dict:
+MEASURES = ("bpc", "top1", "top5", "line_em", "line_es", "keystrokes_saved")
+
+
+def evaluate(model, vocab, docs, train=None, adapt=None, ngram_order=NGRAM_ORDER, log=None,
+             memory=None, project=None) -> dict:
     """The full report. train: training texts for the references (None: references are None);
-    adapt: an Adapter (completer.adapt) to measure with dynamic evaluation, besides without."""
+    adapt: an Adapter (completer.engine.adaptation) to measure with dynamic evaluation as well;
+    memory: a function returning a new, empty completer.memory.Memory, to measure the network
+    mixed with it as well (None: the network alone); project: texts the memory reads first (the
+    editor scenario: the rest of the project), else it starts empty and reads the files as typed.
+
+    The top-level measures are the last configuration measured (memory, adapted, if asked);
+    `runs` holds every configuration: network, adapted, memory, memory+adapted."""
     log = log or (lambda msg: None)
     t_start = time.perf_counter()
     if not docs or not any(d.text for d in docs):
         raise CompleterError("nothing to evaluate: no non-empty files")
     cuts = cut_points(docs)
     lines = keystroke_lines(docs)
-    t = time.perf_counter()
-    report = summarize(docs, cuts, lines, read_static(model, vocab, docs, cuts))
-    log(f"model: {report['chars']:,} characters, {len(cuts)} cut points in {time.perf_counter() - t:.1f}s")
-    if adapt is not None:
+    runs = {}
+
+    def run(name, read):
         t = time.perf_counter()
-        adapted = summarize(docs, cuts, lines, read_adaptive(model, vocab, docs, cuts, adapt))
-        log(f"with adaptation: {adapt.steps} SGD steps in {time.perf_counter() - t:.1f}s")
+        runs[name] = summarize(docs, cuts, lines, read())
+        log(f"{name}: {runs[name]['chars']:,} characters, {len(cuts)} cut points in {time.perf_counter() - t:.1f}s")
+
+    def fresh_memory():
+        mem = memory()
+        t = time.perf_counter()
+        for text in project or ():
+            mem.learn_text(text)
+        if project:
+            log(f"memory read {mem.chars:,} characters of the project in {time.perf_counter() - t:.1f}s")
+        return mem
+
+    run("network", lambda: read_static(model, vocab, docs, cuts))
+    if adapt is not None:
+        run("adapted", lambda: read_sequential(model, vocab, docs, cuts, adapter=adapt))
         adapt.reset()
-        report = {**adapted, "static": {k: report[k] for k in
-                                        ("bpc", "top1", "top5", "line_em", "line_es", "keystrokes_saved")},
-                  "adapt": {"lr": adapt.lr, "clip": adapt.clip, "window": ADAPT_WINDOW}}
+    if memory is not None:
+        run("memory", lambda: read_sequential(model, vocab, docs, cuts, memory=fresh_memory()))
+        if adapt is not None:
+            run("memory+adapted", lambda: read_sequential(model, vocab, docs, cuts, adapter=adapt,
+                                                        memory=fresh_memory()))
+            adapt.reset()
+    report = dict(runs[list(runs)[-1]])
+    report["runs"] = {name: {k: r[k] for k in MEASURES} for name, r in runs.items()}
+    if adapt is not None:
+        report["static"] = report["runs"]["memory" if memory is not None else "network"]
+        report["adapt"] = {"lr": adapt.lr, "clip": adapt.clip, "window": ADAPT_WINDOW}
+    report.update(memory=memory is not None, project_chars=sum(len(t) for t in project or ()))
     report.update(lzma_bpc=None, bz2_bpc=None, ngram_bpc=None, ngram_line_em=None, ngram_line_es=None,
                   ngram_line_em_ci95=None, ngram_order=ngram_order)
     if train:

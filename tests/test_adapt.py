@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from completer.adapt import Adapter
+from completer.engine.adaptation import Adapter
 from completer.errors import CompleterError
 from completer.model import CharModel, ModelConfig
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from completer import checkpoint
-from completer.adapt import WINDOW
+from completer.engine.adaptation import WINDOW
 from completer.engine import Engine, Request
 from completer.errors import CompleterError
 

@@ -3,9 +3,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from completer.doccache import common_prefix
+from completer.engine.documents import common_prefix
 
-from completer.stops import Stopper, Syntax, continues_identifier, finish
+from completer.engine.stops import Stopper, Syntax, continues_identifier, finish
 
 
 def run(mode, context, generated, max_chars=1000):

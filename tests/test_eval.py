@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from completer import checkpoint, cli, evaluate
-from completer.adapt import Adapter
+from completer.engine.adaptation import Adapter
 from completer.evaluate import Doc
 from completer.model import CharModel, ModelConfig
 from completer.vocab import Vocab
@@ -159,7 +159,7 @@ def test_adaptation_with_a_vanishing_rate_is_the_static_reading(tiny):
     docs = [Doc("a.py", CODE * 2), Doc("b.py", CODE)]
     cuts = evaluate.cut_points(docs, n=30)
     static = evaluate.read_static(model, vocab, docs, cuts, warmup=10_000)
-    adapted = evaluate.read_adaptive(model, vocab, docs, cuts, Adapter(model, lr=1e-30), window=32)
+    adapted = evaluate.read_sequential(model, vocab, docs, cuts, adapter=Adapter(model, lr=1e-30), window=32)
     for d in range(2):
         np.testing.assert_allclose(adapted.bits[d], static.bits[d], rtol=1e-4, atol=1e-5)
     assert adapted.completions == static.completions
@@ -171,7 +171,7 @@ def test_the_windowed_update_is_one_sgd_step_on_the_whole_window(tiny, tmp_path)
     cuts = [(0, 11), (0, 30), (0, 31)]                     # split the window into pieces
     reference = checkpoint.load(checkpoint.save(tmp_path / "copy.safetensors", model, vocab))[0]
     adapter = Adapter(model, lr=0.7)
-    evaluate.read_adaptive(model, vocab, [Doc("a.py", text)], cuts, adapter, window=128)
+    evaluate.read_sequential(model, vocab, [Doc("a.py", text)], cuts, adapter=adapter, window=128)
     ids = vocab.encode(text)
     Adapter(reference, lr=0.7).learn(ids[:-1, None], ids[1:, None], reference.zero_state(1))
     for k in model.params:

@@ -30,7 +30,17 @@ def add_parser(sub):
     p.add_argument("--adapt", action="store_true",
                    help="also measure with dynamic evaluation: SGD on each window of text once read")
     p.add_argument("--adapt-lr", type=positive_float, default=None, metavar="LR",
-                   help="learning rate of --adapt (default: completer.adapt's)")
+                   help="learning rate of --adapt (default: completer.engine.adaptation's)")
+    p.add_argument("--project", metavar="DIR", default=None,
+                   help="the editor scenario: the memory first reads DIR's Python files (the evaluated "
+                        "files left out), then each evaluated file as it is typed; DIR is also the "
+                        "references' corpus unless --train-corpus is given")
+    p.add_argument("--no-memory", action="store_true",
+                   help="measure the network alone (the project memory is on by default; without "
+                        "--project it reads only the evaluated files, as they are read)")
+    p.add_argument("--save-mixer", metavar="PATH", default=None,
+                   help="write the mixer weights the memory run ended with (JSON): the starting weights "
+                        "shipped beside a checkpoint as NAME.mixer.json")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object on the last line")
     p.set_defaults(run=run)
 
@@ -41,20 +51,41 @@ def _log(msg: str) -> None:
 
 def run(args) -> int:
     from completer import checkpoint, evaluate
-    from completer.adapt import Adapter
+    from completer.engine.adaptation import Adapter
     from completer.errors import CompleterError
 
     order = args.ngram_order or evaluate.NGRAM_ORDER
     if order > MAX_NGRAM_ORDER:  # memory grows with order x training characters
         raise CompleterError(f"--ngram-order must be at most {MAX_NGRAM_ORDER}, got {order}")
     docs = evaluate.read_files(args.paths)
-    train = evaluate.train_texts(args.train_corpus, docs) if args.train_corpus else None
+    project = evaluate.train_texts(args.project, docs) if args.project else None
+    corpus = args.train_corpus or args.project
+    train = (project if corpus == args.project else evaluate.train_texts(corpus, docs)) if corpus else None
     model, vocab, meta = checkpoint.load(args.model)
     adapter = None
     if args.adapt:
         adapter = Adapter(model, **({"lr": args.adapt_lr} if args.adapt_lr else {}))
+    memory, memories = None, []
+    if not args.no_memory:
+        from completer.memory import Memory
+        from completer.memory.store import load_weights, weights_path
+
+        weights = load_weights(weights_path(meta["path"]))
+
+        def memory():
+            memories.append(Memory(vocab, weights=weights))
+            return memories[-1]
+    elif args.save_mixer:
+        raise CompleterError("--save-mixer needs the memory (drop --no-memory)")
     _log(f"{len(docs)} files, {sum(len(d.text) for d in docs):,} characters; model {meta['path']}")
-    report = evaluate.evaluate(model, vocab, docs, train=train, adapt=adapter, ngram_order=order, log=_log)
+    report = evaluate.evaluate(model, vocab, docs, train=train, adapt=adapter, ngram_order=order, log=_log,
+                               memory=memory, project=project)
+    if args.save_mixer:
+        from completer.memory.store import save_weights
+
+        save_weights(args.save_mixer, memories[0].weights,
+                     {"fitted_on": [d.path for d in docs], "chars": report["chars"], "model": meta["path"]})
+        _log(f"mixer weights written to {args.save_mixer}")
     c = meta["config"]
     report["model"] = {"path": meta["path"], "cell": c.cell, "hidden": c.hidden, "layers": c.layers,
                        "params": model.n_params(), "train": meta.get("train") or None}
@@ -62,14 +93,15 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(report))
         return 0
-    static = report.get("static")
+    runs = report["runs"]
     print(f"{len(docs)} files, {report['chars']:,} characters, {report['cuts']} cut points, "
-          f"{report['keystroke_chars']:,} characters typed; {report['seconds']:.1f}s")
-    head = f"{'':24}{'model':>10}" + (f"{'adapted':>10}" if static else "")
-    print(head)
+          f"{report['keystroke_chars']:,} characters typed; {report['seconds']:.1f}s"
+          + (f"; the memory first read {report['project_chars']:,} characters of the project"
+             if report["project_chars"] else ""))
+    print(f"{'':24}" + "".join(f"{name:>14}" for name in runs))
     for label, key, fmt in ROWS:
-        cell = lambda v: f"{fmt.format(v) if v is not None else '-':>10}"
-        print(f"{label:24}" + (cell(static[key]) + cell(report[key]) if static else cell(report[key])))
+        cell = lambda v: f"{fmt.format(v) if v is not None else '-':>14}"
+        print(f"{label:24}" + "".join(cell(r[key]) for r in runs.values()))
     gram = f"{report['ngram_order']}-gram"
     for label, key, fmt in (("lzma -9e bpc", "lzma_bpc", "{:.3f}"), ("bz2 -9 bpc", "bz2_bpc", "{:.3f}"),
                             (f"{gram} Kneser-Ney bpc", "ngram_bpc", "{:.3f}"),

@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 
 from completer.commands.common import add_model_arg, nonneg_float, positive_float
-from completer.stops import MODES as ENGINE_MODES
+from completer.engine.stops import MODES as ENGINE_MODES
 
 MODES = ENGINE_MODES[:4]  # "free" (no stop rule) is for `completer sample`
 

@@ -29,7 +29,7 @@ def add_parser(sub):
                    help="learn each document's typed text as you type (dynamic evaluation; "
                         "setting adapt). Off by default")
     p.add_argument("--adapt-lr", type=positive_float, default=None, metavar="LR",
-                   help="learning rate of --adapt (default: completer.adapt's, 0.3; setting adaptLr)")
+                   help="learning rate of --adapt (default: completer.engine.adaptation's, 0.3; setting adaptLr)")
     p.add_argument("--log-file", metavar="PATH", default=None, help="append logs here instead of stderr")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="warning",
                    help="how much to log (default warning)")

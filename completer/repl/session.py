@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 
 from completer.errors import CompleterError
-from completer.stops import MODES as ENGINE_MODES
+from completer.engine.stops import MODES as ENGINE_MODES
 
 MODES = tuple(m for m in ENGINE_MODES if m != "free")  # "free" (no stop rule) is for sampling
 URI = "repl://session"

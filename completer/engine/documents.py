@@ -39,6 +39,9 @@ class DocCache:
         self.saved: OrderedDict = OrderedDict()   # (start, pos) -> state
         self.heads: dict = {}                     # start -> (pos, state), the latest per read
         self.max_pos = -1                         # the largest pos in saved, for cheap edits
+        self.fed = 0                              # the project memory has read text[:fed]
+        self.pending = None                       # (pos, (set, inputs, lp)): the mixer's last
+                                                  # prediction at pos, learnt once text[pos] is typed
 
     def set_text(self, text: str) -> None:
         if text is self.text:
@@ -53,7 +56,10 @@ class DocCache:
         self.invalidate(start)
 
     def invalidate(self, e: int) -> None:
-        """Forget every state that read past offset e."""
+        """Forget every state that read past offset e (text[:e] is unchanged)."""
+        self.fed = min(self.fed, e)
+        if self.pending is not None and self.pending[0] >= e:
+            self.pending = None
         for start in [s for s, (pos, _) in self.heads.items() if pos > e]:
             del self.heads[start]
         if self.max_pos > e:

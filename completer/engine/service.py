@@ -1,4 +1,4 @@
-"""The completion engine: documents in, continuations out. Every frontend shares it.
+"""The completion engine (`completer.engine.Engine`): documents in, continuations out. Every frontend shares it.
 
     engine = Engine.from_checkpoint(path=None)
     engine.open(uri, text); engine.edit(uri, start, end, new_text)
@@ -20,9 +20,9 @@ Threads. One lock per engine guards documents and caches; decoding runs outside 
 nothing else mutates (cells return new states), so the REPL may ask from a worker thread.
 
 Adaptation (opt-in: `Engine(..., adapt=True, adapt_lr=...)` or `engine.set_adapt(True, lr)`).
-Dynamic evaluation per document (completer.docadapt): each time a document's text has grown by
+Dynamic evaluation per document (completer.engine.adaptation): each time a document's text has grown by
 WINDOW (128) characters, the 128 characters before the latest edit take one SGD step
-(completer.adapt.Adapter, as `completer eval --adapt`) on that document's own copy of the
+(completer.engine.adaptation.Adapter, as `completer eval --adapt`) on that document's own copy of the
 weights; other documents keep theirs. A learning thread runs the step (about 20 ms at H=256)
 outside the lock, then swaps the document's weights in under it; edits only note the growth
 (off: one empty-dict test). Closing, reopening, `reset_adaptation(uri)` or `set_adapt(False)`
@@ -39,205 +39,28 @@ import collections
 import logging
 import math
 import threading
-from dataclasses import dataclass, field
 
 import numpy as np
 
-from completer.doccache import DocCache, common_prefix
+from completer.engine.documents import DocCache, common_prefix
+from completer.engine.net import Net
+from completer.engine.requests import CancelToken, Cancelled, Completion, Request
+from completer.engine.search import Search
+from completer.engine.stops import Stopper, continues_identifier, finish
 from completer.errors import CompleterError
-from completer.stops import MODES, Stopper, continues_identifier, finish
 
 DEFAULT_CONTEXT = 512   # W: see README "Completion engine" for how it was chosen
-MAX_CHARS = 10_000      # the longest continuation one request may ask for
 log = logging.getLogger("completer.engine")
-
-
-class Cancelled(CompleterError):
-    """The request's CancelToken was cancelled while it was being decoded."""
-
-
-class CancelToken:
-    def __init__(self):
-        self._event = threading.Event()
-
-    def cancel(self) -> None:
-        self._event.set()
-
-    @property
-    def cancelled(self) -> bool:
-        return self._event.is_set()
-
-
-@dataclass(frozen=True)
-class Request:
-    mode: str = "line"          # char | token | line | block (free: no stop rule, for sampling)
-    decoder: str = "greedy"     # a registered decoder name
-    temperature: float = 1.0
-    top_k: int = 10
-    top_p: float = 0.9
-    beam: int = 4
-    n: int = 1                  # how many continuations (samplers: draws; beam: the n best)
-    seed: int | None = None
-    max_chars: int = 80
-    min_prob: float = 0.0       # drop continuations whose total probability is below this
-
-    def validated(self) -> "Request":
-        def bad(what):
-            raise CompleterError(f"bad request: {what}")
-
-        if self.mode not in MODES:
-            bad(f"mode {self.mode!r} is not one of {', '.join(MODES[:4])}")
-        if not isinstance(self.decoder, str) or not self.decoder:
-            bad("decoder must be a name")
-        for name in ("temperature", "top_p", "min_prob"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-                bad(f"{name} must be a number, got {v!r}")
-        for name in ("top_k", "beam", "n", "max_chars"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                bad(f"{name} must be a whole number >= 1, got {v!r}")
-        if self.temperature < 0:
-            bad(f"temperature must be 0 or more, got {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            bad(f"top_p must be in (0, 1], got {self.top_p}")
-        if not 0 <= self.min_prob <= 1:
-            bad(f"min_prob must be in [0, 1], got {self.min_prob}")
-        if self.max_chars > MAX_CHARS or self.n > 100 or self.beam > 100:
-            bad(f"max_chars <= {MAX_CHARS}, n <= 100 and beam <= 100")
-        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)
-                                      or self.seed < 0):
-            bad(f"seed must be a whole number >= 0, got {self.seed!r}")
-        return self
-
-
-@dataclass
-class Completion:
-    text: str
-    logprob: float                                   # natural log of the text's probability
-    char_logprobs: list = field(default_factory=list)
-
-    @property
-    def prob(self) -> float:
-        return math.exp(self.logprob)
-
-
-class Net:
-    """A CharModel's serving view: per-layer params, the input table and the head, cached once."""
-
-    def __init__(self, model, cells=None):
-        """cells: the cells to run (default the model's); an adapted document's Net shares the
-        engine's, whose window buffers are used under the engine lock only."""
-        self.cells = model.cells if cells is None else cells
-        # matrices in Fortran order: at batch 1, h @ W is a matrix-vector product, and OpenBLAS's
-        # sgemv runs ~25% faster over W's transpose stored row by row (39 vs 53 us at 512 x 2048)
-        self.params = [{k: np.asfortranarray(v) if v.ndim == 2 else v for k, v in model.layer_params(l).items()}
-                       for l in range(len(model.cells))]
-        self.table = model.input_table()                                    # (V, G*H)
-        self.head_W = np.asfortranarray(model.params["head.W"])             # (H, V)
-        self.head_b = model.params["head.b"].copy()
-        self.head_b[-1] = -np.inf   # Vocab puts UNK last: never suggest the unknown symbol
-        self.zero = model.zero_state(1)
-
-    def step(self, ids, state):
-        """ids (B,) -> the state after reading them."""
-        xp, new = self.table[ids], []                                       # (B, G*H)
-        for l, (cell, p) in enumerate(zip(self.cells, self.params)):
-            if l:
-                xp = h @ p["Wx"] + p["b"]
-            s = cell.step(p, xp, state[l])
-            new.append(s)
-            h = s[0]                                                        # (B, H)
-        return new
-
-    def read(self, state, ids):
-        """ids (T,) read from `state` through the window path; the final state."""
-        if len(ids) <= 2:  # a window costs more set-up than a step or two
-            for t in range(len(ids)):
-                state = self.step(ids[t:t + 1], state)
-            return state
-        xp = self.table[ids][:, None, :]                                    # (T, 1, G*H)
-        new = []
-        for l, (cell, p) in enumerate(zip(self.cells, self.params)):
-            if l:
-                xp = hs @ p["Wx"] + p["b"]                                  # (T, 1, G*H)
-            hs, s, _ = cell.forward(p, xp, state[l])                        # hs (T, 1, H)
-            new.append(s)
-        return new
-
-    def logprobs(self, state) -> np.ndarray:
-        """(B, V) float32 log-probabilities of the next character (UNK excluded)."""
-        z = state[-1][0] @ self.head_W                                      # (B, V)
-        z += self.head_b
-        z -= z.max(axis=1, keepdims=True)
-        z -= np.log(np.exp(z).sum(axis=1, keepdims=True))
-        return z
-
-
-@dataclass
-class Hyp:
-    """One continuation under construction. `pending` is the last chosen id not yet read."""
-    ids: list
-    lps: list
-    score: float
-    state: list
-    stopper: Stopper
-    pending: int | None = None
-    keep: int | None = None      # set when finished: how many of ids the stop rule keeps
-
-    @property
-    def done(self) -> bool:
-        return self.keep is not None
-
-
-class Search:
-    """The model seen by a decoder for one request (see completer.decoders for the contract)."""
-
-    def __init__(self, net, vocab, state, stopper, cancel):
-        self.net, self.vocab, self.cancel = net, vocab, cancel
-        self._root = Hyp([], [], 0.0, [tuple(a.copy() for a in s) for s in state], stopper)
-        self._chars = [vocab.char(i) for i in range(len(vocab))]
-
-    def root(self) -> Hyp:
-        return self._root
-
-    def check(self) -> None:
-        if self.cancel is not None and self.cancel.cancelled:
-            raise Cancelled("request cancelled")
-
-    def logprobs(self, hyps) -> np.ndarray:
-        todo = [h for h in hyps if h.pending is not None]
-        if len(todo) == 1:
-            h = todo[0]
-            h.state, h.pending = self.net.step(np.array([h.pending]), h.state), None
-        elif todo:  # one batched step for every beam
-            L = len(todo[0].state)
-            stacked = [tuple(np.concatenate([h.state[l][k] for h in todo])
-                             for k in range(len(todo[0].state[l]))) for l in range(L)]
-            new = self.net.step(np.array([h.pending for h in todo]), stacked)
-            for b, h in enumerate(todo):
-                h.state = [tuple(a[b:b + 1] for a in s) for s in new]
-                h.pending = None
-        if len(hyps) == 1:
-            return self.net.logprobs(hyps[0].state)
-        L = len(hyps[0].state)
-        top = np.concatenate([h.state[L - 1][0] for h in hyps])
-        return self.net.logprobs([(top,)])
-
-    def extend(self, hyp: Hyp, i: int, lp: float) -> Hyp:
-        stopper = hyp.stopper.copy()
-        keep = stopper.push(self._chars[i])
-        return Hyp(hyp.ids + [int(i)], hyp.lps + [float(lp)], hyp.score + float(lp), hyp.state,
-                   stopper, pending=int(i), keep=keep)
 
 
 class Engine:
     def __init__(self, model, vocab, meta=None, context: int = DEFAULT_CONTEXT, cache_states: int = 512,
-                 adapt: bool = False, adapt_lr: float | None = None):
+                 adapt: bool = False, adapt_lr: float | None = None, memory=None):
         if context < 2:
             raise CompleterError(f"context must be at least 2 characters, got {context}")
         self.model, self.vocab, self.meta = model, vocab, dict(meta or {})
         self.net = Net(model)
+        self.memory = memory    # a completer.memory.Memory mixed into every prediction, or None
         self.context = context
         self.block = context // 2                                           # S
         self.cache_states = cache_states
@@ -253,13 +76,30 @@ class Engine:
         self.set_adapt(adapt, adapt_lr)
 
     @classmethod
-    def from_checkpoint(cls, path=None, **kw) -> "Engine":
+    def from_checkpoint(cls, path=None, memory: bool = False, **kw) -> "Engine":
+        """memory=True: a new, empty project memory with the checkpoint's starting mixer weights."""
         from completer import checkpoint
 
         resolved = checkpoint.resolve(path)
         model, vocab, meta = checkpoint.load(resolved)
         meta = dict(meta, path=str(resolved))
-        return cls(model, vocab, meta, **kw)
+        engine = cls(model, vocab, meta, **kw)
+        if memory:
+            engine.set_memory(True)
+        return engine
+
+    def set_memory(self, on: bool) -> None:
+        """Mix the project memory in (a new, empty one with the checkpoint's starting weights,
+        unless one is already there) or serve the network alone (the memory is dropped)."""
+        if not on:
+            self.memory = None
+            return
+        if self.memory is None:
+            from completer.memory import Memory
+            from completer.memory.store import load_weights, weights_path
+
+            path = self.meta.get("path")
+            self.memory = Memory(self.vocab, weights=load_weights(weights_path(path)) if path else None)
 
     def describe(self) -> dict:
         c = self.model.config
@@ -381,8 +221,16 @@ class Engine:
             doc = self._doc(uri)
             self._check_offset(doc, offset)
             net = self._net(uri)
+            memory = self.memory
+            if memory is not None:
+                self._feed(doc, offset, memory)
             start = self._start(doc, offset, doc.text[offset:offset + 256], req, net)
-        return self._decode(start, req, decoder, cancel, net)
+        out, search = self._decode(start, req, decoder, cancel, net, memory)
+        if search is not None and search.root_mix is not None:
+            with self._lock:
+                if self._docs.get(uri) is doc and doc.fed == offset:
+                    doc.pending = (offset, search.root_mix)
+        return out
 
     def complete_text(self, prefix: str, req: Request | None = None, cancel: CancelToken | None = None,
                       suffix: str = "") -> list:
@@ -392,8 +240,26 @@ class Engine:
         self._check_text(suffix)
         with self._lock:
             self._scratch.set_text(prefix)
+            memory = self.memory
+            if memory is not None:
+                self._feed(self._scratch, len(prefix), memory)
             start = self._start(self._scratch, len(prefix), suffix, req, self.net)
-        return self._decode(start, req, decoder, cancel, self.net)
+        return self._decode(start, req, decoder, cancel, self.net, memory)[0]
+
+    def _feed(self, doc, offset, memory) -> None:
+        """Under the lock: the memory reads the text before the cursor it has not read yet, as
+        typed (the mixer first learns from its last prediction there, if that was at doc.fed)."""
+        a = doc.fed
+        if a >= offset:
+            return
+        text = doc.text
+        if doc.pending is not None and doc.pending[0] == a:
+            s, inputs, lp = doc.pending[1]
+            memory.update(s, inputs, lp, self.vocab.id(text[a]))
+        doc.pending = None
+        ctx = max(0, a - 64)
+        memory.learn(self.vocab.encode(text[ctx:offset]), a - ctx)
+        doc.fed = offset
 
     def _decoder(self, name):
         from completer.registry import registry
@@ -412,14 +278,17 @@ class Engine:
         if req.mode != "free" and continues_identifier(text[offset - 1:offset], suffix):
             return None
         state = self._state_at(doc, offset, net)
-        return state, text[self.block_start(offset):offset], suffix
+        ids = self.vocab.encode(text[max(0, offset - 64):offset]) if self.memory is not None else None
+        return state, text[self.block_start(offset):offset], suffix, ids
 
-    def _decode(self, start, req, decoder, cancel, net) -> list:
-        """Outside the lock: decoding reads the model and its own copy of the state."""
+    def _decode(self, start, req, decoder, cancel, net, memory=None):
+        """Outside the lock: decoding reads the model and its own copy of the state (and the
+        memory, which only `_feed` writes). -> (completions, the Search or None)."""
         if start is None:
-            return []
-        state, context, suffix = start
-        search = Search(net, self.vocab, state, Stopper(req.mode, context, req.max_chars), cancel)
+            return [], None
+        state, context, suffix, ids = start
+        search = Search(net, self.vocab, state, Stopper(req.mode, context, req.max_chars), cancel,
+                        memory=memory, context=ids)
         try:
             hyps = decoder.decode(search, req, np.random.default_rng(req.seed))
         except CompleterError:
@@ -440,13 +309,13 @@ class Engine:
                 out.append(c)
             if len(out) == req.n:
                 break
-        return out
+        return out, search
 
     # ---- adaptation (see the module docstring) ----------------------------------------------
     def set_adapt(self, on: bool, lr: float | None = None) -> None:
-        """Learn (on) or stop learning (off) each document's typed text; lr None = completer.adapt.LR.
+        """Learn (on) or stop learning (off) each document's typed text; lr None = completer.engine.adaptation.LR.
         The one call a frontend makes. Off gives every document the shipped weights back."""
-        from completer.adapt import LR
+        from completer.engine.adaptation import LR
 
         lr = LR if lr is None else lr
         if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 < lr < math.inf:
@@ -481,7 +350,7 @@ class Engine:
 
     @staticmethod
     def _new_adapt(length: int):
-        from completer.docadapt import DocAdapt
+        from completer.engine.adaptation import DocAdapt
 
         return DocAdapt(length)
 

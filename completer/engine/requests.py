@@ -1,0 +1,87 @@
+"""What a frontend asks the engine for, and what it gets back.
+
+    Request(mode="line", decoder="greedy", ...).validated()  # raises CompleterError on bad fields
+    Completion(text, logprob, char_logprobs)                  # .prob = exp(logprob)
+    CancelToken().cancel()  # a request being decoded stops with Cancelled at its next character
+"""
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass, field
+
+from completer.engine.stops import MODES
+from completer.errors import CompleterError
+
+MAX_CHARS = 10_000      # the longest continuation one request may ask for
+
+
+class Cancelled(CompleterError):
+    """The request's CancelToken was cancelled while it was being decoded."""
+
+
+class CancelToken:
+    def __init__(self):
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+
+@dataclass(frozen=True)
+class Request:
+    mode: str = "line"          # char | token | line | block (free: no stop rule, for sampling)
+    decoder: str = "greedy"     # a registered decoder name
+    temperature: float = 1.0
+    top_k: int = 10
+    top_p: float = 0.9
+    beam: int = 4
+    n: int = 1                  # how many continuations (samplers: draws; beam: the n best)
+    seed: int | None = None
+    max_chars: int = 80
+    min_prob: float = 0.0       # drop continuations whose total probability is below this
+
+    def validated(self) -> "Request":
+        def bad(what):
+            raise CompleterError(f"bad request: {what}")
+
+        if self.mode not in MODES:
+            bad(f"mode {self.mode!r} is not one of {', '.join(MODES[:4])}")
+        if not isinstance(self.decoder, str) or not self.decoder:
+            bad("decoder must be a name")
+        for name in ("temperature", "top_p", "min_prob"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                bad(f"{name} must be a number, got {v!r}")
+        for name in ("top_k", "beam", "n", "max_chars"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                bad(f"{name} must be a whole number >= 1, got {v!r}")
+        if self.temperature < 0:
+            bad(f"temperature must be 0 or more, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            bad(f"top_p must be in (0, 1], got {self.top_p}")
+        if not 0 <= self.min_prob <= 1:
+            bad(f"min_prob must be in [0, 1], got {self.min_prob}")
+        if self.max_chars > MAX_CHARS or self.n > 100 or self.beam > 100:
+            bad(f"max_chars <= {MAX_CHARS}, n <= 100 and beam <= 100")
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)
+                                      or self.seed < 0):
+            bad(f"seed must be a whole number >= 0, got {self.seed!r}")
+        return self
+
+
+@dataclass
+class Completion:
+    text: str
+    logprob: float                                   # natural log of the text's probability
+    char_logprobs: list = field(default_factory=list)
+
+    @property
+    def prob(self) -> float:
+        return math.exp(self.logprob)
+

@@ -1,0 +1,91 @@
+"""The model as a decoder sees it for one request: hypotheses, their states, the next distribution.
+
+`Search.logprobs` is the one place a decoder gets probabilities from: the network's, mixed with
+the project memory's when the engine has one (completer.memory), so every decoder (greedy, beam,
+the samplers, plugins) predicts through the same mixture. See completer.decoders for the contract.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from completer.engine.requests import Cancelled
+from completer.engine.stops import Stopper
+
+CONTEXT = 64    # characters before the cursor the memory conditions on (its kernel's CONTEXT)
+
+
+@dataclass
+class Hyp:
+    """One continuation under construction. `pending` is the last chosen id not yet read."""
+    ids: list
+    lps: list
+    score: float
+    state: list
+    stopper: Stopper
+    pending: int | None = None
+    keep: int | None = None      # set when finished: how many of ids the stop rule keeps
+
+    @property
+    def done(self) -> bool:
+        return self.keep is not None
+
+
+class Search:
+    """The model seen by a decoder for one request (see completer.decoders for the contract)."""
+
+    def __init__(self, net, vocab, state, stopper, cancel, memory=None, context=None):
+        """memory: a completer.memory.Memory to mix with the network (None: the network alone);
+        context: (L,) int32 ids of the text before the cursor, which the memory conditions on
+        (extended by each hypothesis's own characters: nothing generated is ever counted)."""
+        self.net, self.vocab, self.cancel, self.memory = net, vocab, cancel, memory
+        self._root = Hyp([], [], 0.0, [tuple(a.copy() for a in s) for s in state], stopper)
+        self._chars = [vocab.char(i) for i in range(len(vocab))]
+        self._context = [] if memory is None or context is None else [int(i) for i in context[-CONTEXT:]]
+        self.root_mix = None    # (set, inputs, lp) of the first prediction: the mixer learns from it
+
+    def root(self) -> Hyp:
+        return self._root
+
+    def check(self) -> None:
+        if self.cancel is not None and self.cancel.cancelled:
+            raise Cancelled("request cancelled")
+
+    def logprobs(self, hyps) -> np.ndarray:
+        todo = [h for h in hyps if h.pending is not None]
+        if len(todo) == 1:
+            h = todo[0]
+            h.state, h.pending = self.net.step(np.array([h.pending]), h.state), None
+        elif todo:  # one batched step for every beam
+            L = len(todo[0].state)
+            stacked = [tuple(np.concatenate([h.state[l][k] for h in todo])
+                             for k in range(len(todo[0].state[l]))) for l in range(L)]
+            new = self.net.step(np.array([h.pending for h in todo]), stacked)
+            for b, h in enumerate(todo):
+                h.state = [tuple(a[b:b + 1] for a in s) for s in new]
+                h.pending = None
+        if len(hyps) == 1:
+            lp = self.net.logprobs(hyps[0].state)
+        else:
+            L = len(hyps[0].state)
+            top = np.concatenate([h.state[L - 1][0] for h in hyps])
+            lp = self.net.logprobs([(top,)])                                # (B, V)
+        return lp if self.memory is None else self._mix(hyps, lp)
+
+    def _mix(self, hyps, lp) -> np.ndarray:
+        """The network's (B, V) log-probabilities mixed with the memory's, row by row."""
+        out = np.empty_like(lp)
+        for b, h in enumerate(hyps):
+            ctx = np.array((self._context + h.ids)[-CONTEXT:], np.int32)
+            out[b], s, inputs = self.memory.mix(ctx, lp[b])
+            if h is self._root and self.root_mix is None:
+                self.root_mix = (s, inputs, out[b].copy())
+        return out
+
+    def extend(self, hyp: Hyp, i: int, lp: float) -> Hyp:
+        stopper = hyp.stopper.copy()
+        keep = stopper.push(self._chars[i])
+        return Hyp(hyp.ids + [int(i)], hyp.lps + [float(lp)], hyp.score + float(lp), hyp.state,
+                   stopper, pending=int(i), keep=keep)
+

@@ -1,0 +1,518 @@
+/* completer.memory._kernel: the project memory's per-character loops, compiled.
+
+   One type, Memory, holds what the memory has read of the user's project and predicts from it:
+   - an online character n-gram, orders 0..K (K <= 24), interpolated absolute discounting with the
+     online Kneser-Ney rule (an order's count is bumped only where the next longer context saw the
+     character for the first time); contexts live in fixed-size hashed buckets, so memory is
+     bounded whatever the project's size;
+   - two match models: the most recent earlier occurrence of the last MIN characters (MIN = 6 and
+     20 by default) predicts the character that followed it, with a confidence learnt per match
+     length from the text read;
+   - the mixer: p(c) proportional to exp(sum_j w[s][j] * L_j(c)) over the inputs L_j = log-
+     probabilities of the network, the n-gram and the two match models; the weight set s is chosen
+     by the match length, the highest n-gram order whose context was seen, and whether the match
+     agrees with the network; the weights learn online on the log loss of real characters.
+
+   Prediction is stateless: it takes the context (the last <= CTX character ids, most recent
+   last), so a decoder may extend it with generated characters and nothing is counted. Only
+   `learn` (real text) changes the tables. Character ids are the model's vocabulary ids (< 65535).
+   Buffers come through the buffer protocol (numpy arrays), so no numpy headers are needed.
+   The GIL is held throughout: a call is atomic for Python threads (callers keep calls short). */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAXORD 24
+#define CTX 64          /* context characters a prediction looks at (match verification cap) */
+#define NIN 4           /* mixer inputs: network, n-gram, short match, long match */
+#define NLEN 5          /* match-length classes */
+#define NORD 4          /* highest-order classes */
+#define NSETS (NLEN * NORD * 2)
+#define LOW_SLOTS 62    /* orders 1-2: many followers per context (a 256-byte bucket) */
+#define HIGH_SLOTS 14   /* orders >= 3: few followers (a 64-byte bucket) */
+#define MBUCKETS 16     /* match confidence classes by length */
+
+typedef struct {
+    uint32_t *b;        /* buckets of (2 + slots) words: tag, total, then (sym + 1) << 16 | count */
+    uint64_t mask;      /* number of buckets - 1 (a power of two) */
+    int slots;
+} Table;
+
+typedef struct {
+    PyObject_HEAD
+    int V, unk, K;
+    float D;                    /* absolute discount */
+    double *uni;                /* (V,) order-0 counts */
+    double uni_total, uni_types;
+    Table low, high;
+    uint16_t *hist;             /* ring of the characters read */
+    uint64_t hmask, n;          /* ring size - 1; characters read so far */
+    int mmin[2];
+    uint32_t *mtab[2];          /* hash of the last mmin chars -> position of the follower + 1 */
+    uint64_t mmask;
+    double mhit[2][MBUCKETS], mtry[2][MBUCKETS];
+    float w[NSETS][NIN];
+    float lr;
+} Memory;
+
+static uint64_t mix64(uint64_t h) {
+    h ^= h >> 33; h *= 0xff51afd7ed558ccdULL; h ^= h >> 33; h *= 0xc4ceb9fe1a85ec53ULL; h ^= h >> 33;
+    return h;
+}
+
+/* hashes[k] for k = 1..K of the contexts ending at ctx[L-1]; returns the highest order available */
+static int context_hashes(const int32_t *ctx, int L, int K, uint64_t *hashes) {
+    uint64_t h = 0x9e3779b97f4a7c15ULL;
+    int k;
+    for (k = 1; k <= K && k <= L; k++) {
+        h = (h + (uint64_t)(uint32_t)ctx[L - k] + 1) * 0x100000001b3ULL;
+        hashes[k] = mix64(h ^ ((uint64_t)k << 56));
+    }
+    return k - 1;
+}
+
+static uint32_t *bucket(Table *t, uint64_t h, int create) {
+    uint32_t tag = (uint32_t)(h >> 32) | 1u;
+    uint64_t i = (h & t->mask) & ~1ULL;
+    size_t stride = 2 + (size_t)t->slots;
+    uint32_t *b0 = t->b + i * stride, *b1 = b0 + stride;
+    if (b0[0] == tag) return b0;
+    if (b1[0] == tag) return b1;
+    if (!create) return NULL;
+    uint32_t *v = b0[1] <= b1[1] ? b0 : b1;   /* replace the less used of the two */
+    memset(v, 0, stride * sizeof(uint32_t));
+    v[0] = tag;
+    return v;
+}
+
+static Table *table_for(Memory *m, int k) { return k <= 2 ? &m->low : &m->high; }
+
+/* count y after the context: returns 1 if order k saw y for the first time */
+static int bump(Table *t, uint32_t *b, int y) {
+    uint32_t *s = b + 2, key = (uint32_t)(y + 1) << 16;
+    int i, empty = -1, least = 0;
+    for (i = 0; i < t->slots; i++) {
+        if (s[i] == 0) { if (empty < 0) empty = i; continue; }
+        if ((s[i] & 0xffff0000u) == key) {
+            s[i]++; b[1]++;
+            if ((s[i] & 0xffffu) == 0xffffu) {  /* halve every count before one overflows */
+                uint32_t total = 0;
+                for (int j = 0; j < t->slots; j++) if (s[j]) {
+                    uint32_t c = (s[j] & 0xffffu) >> 1; if (!c) c = 1;
+                    s[j] = (s[j] & 0xffff0000u) | c; total += c;
+                }
+                b[1] = total;
+            }
+            return 0;
+        }
+        if ((s[i] & 0xffffu) < (s[least] & 0xffffu) || s[least] == 0) least = i;
+    }
+    if (empty < 0) { b[1] -= s[least] & 0xffffu; empty = least; }  /* evict the rarest follower */
+    s[empty] = key | 1u; b[1]++;
+    return 1;
+}
+
+/* the n-gram's distribution after ctx into p (V,); returns the highest order whose context was seen */
+static int ngram_predict(Memory *m, const int32_t *ctx, int L, double *p) {
+    uint64_t hashes[MAXORD + 1];
+    int V = m->V, top = context_hashes(ctx, L, m->K, hashes), seen = 0;
+    double D = m->D;
+    for (int c = 0; c < V; c++) p[c] = 1.0 / V;
+    if (m->uni_total > 0) {
+        double g = D * m->uni_types / m->uni_total;
+        for (int c = 0; c < V; c++) p[c] = g * p[c] + (m->uni[c] > D ? m->uni[c] - D : 0.0) / m->uni_total;
+    }
+    for (int k = 1; k <= top; k++) {
+        Table *t = table_for(m, k);
+        uint32_t *b = bucket(t, hashes[k], 0);
+        if (!b || !b[1]) break;   /* longer contexts were seen after this one, so none is */
+        double N = b[1], types = 0;
+        uint32_t *s = b + 2;
+        for (int i = 0; i < t->slots; i++) types += s[i] != 0;
+        double g = D * types / N;
+        for (int c = 0; c < V; c++) p[c] *= g;
+        for (int i = 0; i < t->slots; i++) if (s[i]) {
+            double cnt = s[i] & 0xffffu;
+            int c = (int)(s[i] >> 16) - 1;
+            if (c < V && cnt > D) p[c] += (cnt - D) / N;
+        }
+        seen = k;
+    }
+    return seen;
+}
+
+static void ngram_learn(Memory *m, const int32_t *ctx, int L, int y) {
+    uint64_t hashes[MAXORD + 1];
+    int top = context_hashes(ctx, L, m->K, hashes);
+    for (int k = top; k >= 1; k--) {
+        Table *t = table_for(m, k);
+        if (!bump(t, bucket(t, hashes[k], 1), y)) return;
+    }
+    if (m->uni[y] == 0) m->uni_types++;
+    m->uni[y]++; m->uni_total++;
+}
+
+static uint64_t match_key(const int32_t *ctx, int L, int len) {
+    uint64_t h = 0xcbf29ce484222325ULL ^ (uint64_t)len;
+    for (int j = L - len; j < L; j++) h = (h ^ (uint64_t)(uint32_t)(ctx[j] + 1)) * 0x100000001b3ULL;
+    return mix64(h);
+}
+
+/* the match model j after ctx: its predicted character (or -1) and the verified match length */
+static int match_predict(Memory *m, int j, const int32_t *ctx, int L, int *len) {
+    int mn = m->mmin[j];
+    *len = 0;
+    if (L < mn) return -1;
+    uint32_t P = m->mtab[j][match_key(ctx, L, mn) & m->mmask];
+    if (!P) return -1;
+    uint64_t pos = P - 1, oldest = m->n > m->hmask + 1 ? m->n - (m->hmask + 1) : 0;
+    if (pos >= m->n || pos < oldest) return -1;
+    int cap = L < CTX ? L : CTX, k = 0;
+    while (k < cap && pos >= oldest + (uint64_t)k + 1 && m->hist[(pos - 1 - k) & m->hmask] == (uint16_t)ctx[L - 1 - k]) k++;
+    if (k < mn) return -1;     /* a hash collision, or a seam in the history */
+    *len = k;
+    return m->hist[pos & m->hmask];
+}
+
+static int len_bucket(int len) { int b = len / 4; return b < MBUCKETS ? b : MBUCKETS - 1; }
+
+static double match_conf(Memory *m, int j, int len) {
+    int b = len_bucket(len);
+    return (m->mhit[j][b] + 0.5) / (m->mtry[j][b] + 1.0);
+}
+
+static void learn_one(Memory *m, const int32_t *ctx, int L, int y) {
+    for (int j = 0; j < 2; j++) {   /* the match models' confidence learns from real text */
+        int len, pred = match_predict(m, j, ctx, L, &len);
+        if (pred >= 0) { int b = len_bucket(len); m->mtry[j][b]++; m->mhit[j][b] += pred == y; }
+        if (L >= m->mmin[j]) m->mtab[j][match_key(ctx, L, m->mmin[j]) & m->mmask] = (uint32_t)(m->n + 1);
+    }
+    ngram_learn(m, ctx, L, y);
+    m->hist[m->n & m->hmask] = (uint16_t)y;
+    m->n++;
+}
+
+/* Mixing: inputs (NIN, V) float32 rows filled here; out (V,) the mixture's log-probabilities */
+static int mix(Memory *m, const int32_t *ctx, int L, const float *net, float *in, float *out, double *p) {
+    int V = m->V, best = 0;
+    for (int c = 1; c < V; c++) if (net[c] > net[best]) best = c;
+    int seen = ngram_predict(m, ctx, L, p);
+    memcpy(in, net, V * sizeof(float));
+    for (int c = 0; c < V; c++) in[V + c] = (float)log(p[c] > 1e-30 ? p[c] : 1e-30);
+    int mlen = 0, mpred = -1;
+    for (int j = 0; j < 2; j++) {
+        int len, pred = match_predict(m, j, ctx, L, &len);
+        float *row = in + (2 + j) * V;
+        if (pred < 0 || pred >= V) { for (int c = 0; c < V; c++) row[c] = 0; continue; }
+        double conf = match_conf(m, j, len);
+        float lo = (float)log((1 - conf) / (V - 1)), hi = (float)log(conf);
+        for (int c = 0; c < V; c++) row[c] = lo;
+        row[pred] = hi;
+        if (len > mlen) { mlen = len; mpred = pred; }
+    }
+    int lb = mlen == 0 ? 0 : mlen < 12 ? 1 : mlen < 20 ? 2 : mlen < 32 ? 3 : 4;
+    int ob = seen <= 2 ? 0 : seen <= 5 ? 1 : seen <= 10 ? 2 : 3;
+    int s = (lb * NORD + ob) * 2 + (mpred == best);
+    float *w = m->w[s], zmax = -INFINITY;
+    for (int c = 0; c < V; c++) {
+        float z;
+        if (isinf(net[c]) && net[c] < 0) z = -INFINITY;   /* the network's exclusions stand (UNK) */
+        else { z = 0; for (int j = 0; j < NIN; j++) z += w[j] * in[j * V + c]; }
+        out[c] = z;
+        if (z > zmax) zmax = z;
+    }
+    double sum = 0;
+    for (int c = 0; c < V; c++) sum += exp((double)(out[c] - zmax));
+    float lse = zmax + (float)log(sum);
+    for (int c = 0; c < V; c++) out[c] -= lse;
+    return s;
+}
+
+static void mixer_update(Memory *m, int s, const float *in, const float *out, int y) {
+    int V = m->V;
+    for (int j = 0; j < NIN; j++) {
+        const float *row = in + j * V;
+        double e = 0;
+        for (int c = 0; c < V; c++) if (!isinf(out[c])) e += exp((double)out[c]) * row[c];
+        float g = (float)(e - row[y]);            /* d(-log p(y)) / d w_j */
+        m->w[s][j] -= m->lr * g;
+    }
+}
+
+/* ---- Python glue --------------------------------------------------------------------------- */
+typedef struct { Py_buffer view; int ok; } Buf;
+
+static int get_buf(PyObject *o, Buf *b, int writable, const char *fmt, const char *what) {
+    b->ok = 0;
+    if (PyObject_GetBuffer(o, &b->view, (writable ? PyBUF_WRITABLE : 0) | PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
+        return -1;
+    b->ok = 1;
+    if (strcmp(b->view.format, fmt) != 0 && !(fmt[0] == 'i' && strcmp(b->view.format, "<i") == 0)
+        && !(fmt[0] == 'f' && strcmp(b->view.format, "<f") == 0)) {
+        PyErr_Format(PyExc_TypeError, "%s must be a contiguous %s array", what, fmt[0] == 'i' ? "int32" : "float32");
+        return -1;
+    }
+    return 0;
+}
+
+static void rel(Buf *b) { if (b->ok) PyBuffer_Release(&b->view); }
+
+static int check_ids(Memory *m, const int32_t *ids, Py_ssize_t n) {
+    for (Py_ssize_t i = 0; i < n; i++) if (ids[i] < 0 || ids[i] >= m->V) {
+        PyErr_Format(PyExc_ValueError, "character id %d outside the vocabulary (0..%d)", (int)ids[i], m->V - 1);
+        return -1;
+    }
+    return 0;
+}
+
+static void Memory_dealloc(Memory *m) {
+    free(m->uni); free(m->low.b); free(m->high.b); free(m->hist); free(m->mtab[0]); free(m->mtab[1]);
+    Py_TYPE(m)->tp_free((PyObject *)m);
+}
+
+static int alloc_table(Table *t, int log2, int slots) {
+    t->slots = slots; t->mask = ((uint64_t)1 << log2) - 1;
+    t->b = calloc((size_t)(t->mask + 1) * (2 + slots), sizeof(uint32_t));  /* pages come when touched */
+    return t->b ? 0 : -1;
+}
+
+static int Memory_init(Memory *m, PyObject *args, PyObject *kw) {
+    static char *names[] = {"vocab_size", "unk", "order", "low_log2", "high_log2", "history_log2",
+                            "match_log2", "short_match", "long_match", "discount", "lr", NULL};
+    int V, unk, K = 16, lowl = 14, highl = 19, histl = 23, ml = 21, m0 = 6, m1 = 20;
+    float D = 0.75f, lr = 0.005f;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "ii|iiiiiiiff", names, &V, &unk, &K, &lowl, &highl, &histl,
+                                     &ml, &m0, &m1, &D, &lr))
+        return -1;
+    if (V < 2 || V > 65535 || unk < 0 || unk >= V || K < 1 || K > MAXORD || lowl < 2 || lowl > 28 ||
+        highl < 2 || highl > 30 || histl < 8 || histl > 31 || ml < 8 || ml > 30 || m0 < 1 || m0 > CTX ||
+        m1 < 1 || m1 > CTX || !(D > 0 && D < 1) || !(lr >= 0)) {
+        PyErr_SetString(PyExc_ValueError, "memory: a size or setting is out of range");
+        return -1;
+    }
+    m->V = V; m->unk = unk; m->K = K; m->D = D; m->lr = lr; m->mmin[0] = m0; m->mmin[1] = m1;
+    m->uni = calloc(V, sizeof(double));
+    m->hmask = ((uint64_t)1 << histl) - 1; m->hist = calloc(m->hmask + 1, sizeof(uint16_t));
+    m->mmask = ((uint64_t)1 << ml) - 1;
+    m->mtab[0] = calloc(m->mmask + 1, sizeof(uint32_t)); m->mtab[1] = calloc(m->mmask + 1, sizeof(uint32_t));
+    if (!m->uni || !m->hist || !m->mtab[0] || !m->mtab[1] || alloc_table(&m->low, lowl, LOW_SLOTS) ||
+        alloc_table(&m->high, highl, HIGH_SLOTS)) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (int s = 0; s < NSETS; s++) { m->w[s][0] = 1.0f; m->w[s][1] = 0.3f; m->w[s][2] = 0.2f; m->w[s][3] = 0.2f; }
+    return 0;
+}
+
+/* learn(ids: int32 array, start=0): count ids[start:], ids[:start] being their context only */
+static PyObject *Memory_learn(Memory *m, PyObject *args) {
+    PyObject *o; Py_ssize_t start = 0; Buf b;
+    if (!PyArg_ParseTuple(args, "O|n", &o, &start)) return NULL;
+    if (get_buf(o, &b, 0, "i", "ids") < 0) { rel(&b); return NULL; }
+    const int32_t *ids = b.view.buf;
+    Py_ssize_t n = b.view.len / 4;
+    if (start < 0 || start > n || check_ids(m, ids, n) < 0) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "start outside ids");
+        rel(&b); return NULL;
+    }
+    for (Py_ssize_t t = start; t < n; t++) {
+        Py_ssize_t lo = t - CTX > 0 ? t - CTX : 0;
+        learn_one(m, ids + lo, (int)(t - lo), ids[t]);
+    }
+    rel(&b);
+    Py_RETURN_NONE;
+}
+
+/* mix(ctx, net, inputs, out) -> weight set. ctx int32 (L,), net float32 (V,), inputs (NIN*V,), out (V,) */
+static PyObject *Memory_mix(Memory *m, PyObject *args) {
+    PyObject *oc, *on, *oi, *oo; Buf c = {0}, nb = {0}, ib = {0}, ob = {0};
+    if (!PyArg_ParseTuple(args, "OOOO", &oc, &on, &oi, &oo)) return NULL;
+    PyObject *res = NULL;
+    if (get_buf(oc, &c, 0, "i", "ctx") < 0 || get_buf(on, &nb, 0, "f", "net") < 0 ||
+        get_buf(oi, &ib, 1, "f", "inputs") < 0 || get_buf(oo, &ob, 1, "f", "out") < 0) goto done;
+    if (nb.view.len != 4 * m->V || ib.view.len != 4 * NIN * m->V || ob.view.len != 4 * m->V) {
+        PyErr_SetString(PyExc_ValueError, "mix: net, inputs or out has the wrong size"); goto done;
+    }
+    Py_ssize_t L = c.view.len / 4;
+    const int32_t *ctx = c.view.buf;
+    if (L > CTX) { ctx += L - CTX; L = CTX; }
+    if (check_ids(m, ctx, L) < 0) goto done;
+    double *p = malloc(m->V * sizeof(double));
+    if (!p) { PyErr_NoMemory(); goto done; }
+    int s = mix(m, ctx, (int)L, nb.view.buf, ib.view.buf, ob.view.buf, p);
+    free(p);
+    res = PyLong_FromLong(s);
+done:
+    rel(&c); rel(&nb); rel(&ib); rel(&ob);
+    return res;
+}
+
+/* update(set, inputs, out, y): one online step of the mixer's weight set on the real character y */
+static PyObject *Memory_update(Memory *m, PyObject *args) {
+    int s, y; PyObject *oi, *oo; Buf ib = {0}, ob = {0};
+    if (!PyArg_ParseTuple(args, "iOOi", &s, &oi, &oo, &y)) return NULL;
+    PyObject *res = NULL;
+    if (get_buf(oi, &ib, 0, "f", "inputs") < 0 || get_buf(oo, &ob, 0, "f", "out") < 0) goto done;
+    if (s < 0 || s >= NSETS || y < 0 || y >= m->V || ib.view.len != 4 * NIN * m->V || ob.view.len != 4 * m->V) {
+        PyErr_SetString(PyExc_ValueError, "update: bad set, character or sizes"); goto done;
+    }
+    if (!isinf(((float *)ob.view.buf)[y])) mixer_update(m, s, ib.view.buf, ob.view.buf, y);
+    res = Py_None; Py_INCREF(res);
+done:
+    rel(&ib); rel(&ob);
+    return res;
+}
+
+/* score(ids, start, net, stats): for t in start..n-1 mix with net[t - start] (float32 (n-start, V)),
+   write stats[t - start] = (bits, top-1 hit, top-5 hit, suggestion right), learn the mixer on
+   ids[t], then count ids[t]. The batched reading `completer eval` does between cut points. */
+static PyObject *Memory_score(Memory *m, PyObject *args) {
+    PyObject *o, *on, *os; Py_ssize_t start; int learn_mixer = 1; Buf b = {0}, nb = {0}, sb = {0};
+    if (!PyArg_ParseTuple(args, "OnOO|p", &o, &start, &on, &os, &learn_mixer)) return NULL;
+    PyObject *res = NULL;
+    double *p = NULL; float *in = NULL, *out = NULL;
+    if (get_buf(o, &b, 0, "i", "ids") < 0 || get_buf(on, &nb, 0, "f", "net") < 0 ||
+        get_buf(os, &sb, 1, "f", "stats") < 0) goto done;
+    const int32_t *ids = b.view.buf;
+    Py_ssize_t n = b.view.len / 4, T = n - start;
+    int V = m->V;
+    if (start < 0 || T < 0 || nb.view.len != 4 * T * V || sb.view.len != 4 * T * 4) {
+        PyErr_SetString(PyExc_ValueError, "score: sizes disagree"); goto done;
+    }
+    if (check_ids(m, ids, n) < 0) goto done;
+    p = malloc(V * sizeof(double)); in = malloc(NIN * V * sizeof(float)); out = malloc(V * sizeof(float));
+    if (!p || !in || !out) { PyErr_NoMemory(); goto done; }
+    float *st = sb.view.buf;
+    for (Py_ssize_t t = start; t < n; t++) {
+        Py_ssize_t lo = t - CTX > 0 ? t - CTX : 0;
+        const float *net = (const float *)nb.view.buf + (t - start) * V;
+        int y = ids[t], s = mix(m, ids + lo, (int)(t - lo), net, in, out, p);
+        int rank = 0, best = -1;
+        for (int c = 0; c < V; c++) {
+            if (out[c] > out[y]) rank++;
+            if (c != m->unk && (best < 0 || out[c] > out[best])) best = c;
+        }
+        float *r = st + (t - start) * 4;
+        r[0] = -out[y] / (float)M_LN2; r[1] = rank == 0; r[2] = rank < 5; r[3] = best == y;
+        if (learn_mixer && !isinf(out[y])) mixer_update(m, s, in, out, y);
+        learn_one(m, ids + lo, (int)(t - lo), y);
+    }
+    res = Py_None; Py_INCREF(res);
+done:
+    free(p); free(in); free(out);
+    rel(&b); rel(&nb); rel(&sb);
+    return res;
+}
+
+/* the mixer's weights as bytes (NSETS * NIN float32), and back */
+static PyObject *Memory_get_weights(Memory *m, PyObject *unused) {
+    return PyBytes_FromStringAndSize((const char *)m->w, sizeof m->w);
+}
+
+static PyObject *Memory_set_weights(Memory *m, PyObject *arg) {
+    Buf b = {0};
+    if (get_buf(arg, &b, 0, "f", "weights") < 0) { rel(&b); return NULL; }
+    if (b.view.len != (Py_ssize_t)sizeof m->w) {
+        rel(&b);
+        return PyErr_Format(PyExc_ValueError, "weights: expected %d float32", NSETS * NIN);
+    }
+    memcpy(m->w, b.view.buf, sizeof m->w);
+    rel(&b);
+    Py_RETURN_NONE;
+}
+
+/* state() -> dict of bytes: every table, for the cache; load(dict) puts them back (same sizes) */
+#define FIELDS(X) \
+    X("uni", m->uni, (size_t)m->V * sizeof(double)) \
+    X("low", m->low.b, (size_t)(m->low.mask + 1) * (2 + m->low.slots) * 4) \
+    X("high", m->high.b, (size_t)(m->high.mask + 1) * (2 + m->high.slots) * 4) \
+    X("hist", m->hist, (size_t)(m->hmask + 1) * 2) \
+    X("match0", m->mtab[0], (size_t)(m->mmask + 1) * 4) \
+    X("match1", m->mtab[1], (size_t)(m->mmask + 1) * 4) \
+    X("mhit", m->mhit, sizeof m->mhit) \
+    X("mtry", m->mtry, sizeof m->mtry) \
+    X("weights", m->w, sizeof m->w)
+
+static PyObject *Memory_state(Memory *m, PyObject *unused) {
+    PyObject *d = PyDict_New(), *v;
+    if (!d) return NULL;
+#define PUT(name, ptr, size) \
+    v = PyMemoryView_FromMemory((char *)(ptr), (Py_ssize_t)(size), PyBUF_READ); \
+    if (!v || PyDict_SetItemString(d, name, v) < 0) { Py_XDECREF(v); Py_DECREF(d); return NULL; } \
+    Py_DECREF(v);
+    FIELDS(PUT)
+    v = Py_BuildValue("(ddK)", m->uni_total, m->uni_types, (unsigned long long)m->n);
+    if (!v || PyDict_SetItemString(d, "counters", v) < 0) { Py_XDECREF(v); Py_DECREF(d); return NULL; }
+    Py_DECREF(v);
+    return d;
+}
+
+static PyObject *Memory_load(Memory *m, PyObject *d) {
+    if (!PyDict_Check(d)) return PyErr_Format(PyExc_TypeError, "load takes a dict");
+    PyObject *v; Buf b;
+#define GET(name, ptr, size) \
+    v = PyDict_GetItemString(d, name); \
+    if (!v) return PyErr_Format(PyExc_ValueError, "memory state lacks %s", name); \
+    if (PyObject_GetBuffer(v, &b.view, PyBUF_C_CONTIGUOUS) < 0) return NULL; \
+    if ((size_t)b.view.len != (size)) { PyBuffer_Release(&b.view); \
+        return PyErr_Format(PyExc_ValueError, "memory state %s has the wrong size", name); } \
+    memcpy((void *)(ptr), b.view.buf, (size)); PyBuffer_Release(&b.view);
+    FIELDS(GET)
+    double total, types; unsigned long long n;
+    v = PyDict_GetItemString(d, "counters");
+    if (!v || !PyArg_ParseTuple(v, "ddK", &total, &types, &n)) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "memory state lacks counters");
+        return NULL;
+    }
+    m->uni_total = total; m->uni_types = types; m->n = n;
+    Py_RETURN_NONE;
+}
+
+static PyObject *Memory_chars(Memory *m, void *unused) { return PyLong_FromUnsignedLongLong(m->n); }
+
+static PyMethodDef Memory_methods[] = {
+    {"learn", (PyCFunction)Memory_learn, METH_VARARGS, "learn(ids, start=0): count ids[start:] (int32)"},
+    {"mix", (PyCFunction)Memory_mix, METH_VARARGS, "mix(ctx, net, inputs, out) -> weight set"},
+    {"update", (PyCFunction)Memory_update, METH_VARARGS, "update(set, inputs, out, y): learn the mixer on y"},
+    {"score", (PyCFunction)Memory_score, METH_VARARGS, "score(ids, start, net, stats, learn_mixer=True)"},
+    {"get_weights", (PyCFunction)Memory_get_weights, METH_NOARGS, "the mixer's weights (bytes)"},
+    {"set_weights", (PyCFunction)Memory_set_weights, METH_O, "set the mixer's weights (float32)"},
+    {"state", (PyCFunction)Memory_state, METH_NOARGS, "every table, as memoryviews (for the cache)"},
+    {"load", (PyCFunction)Memory_load, METH_O, "put back what state() gave"},
+    {NULL}
+};
+
+static PyGetSetDef Memory_getset[] = {
+    {"chars", (getter)Memory_chars, NULL, "characters read so far", NULL},
+    {NULL}
+};
+
+static PyTypeObject MemoryType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "completer.memory._kernel.Memory",
+    .tp_basicsize = sizeof(Memory),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Memory(vocab_size, unk, order=16, ...): n-gram + match models + mixer",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Memory_init,
+    .tp_dealloc = (destructor)Memory_dealloc,
+    .tp_methods = Memory_methods,
+    .tp_getset = Memory_getset,
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_kernel", "the project memory's compiled loops", -1, NULL};
+
+PyMODINIT_FUNC PyInit__kernel(void) {
+    if (PyType_Ready(&MemoryType) < 0) return NULL;
+    PyObject *mod = PyModule_Create(&module);
+    if (!mod) return NULL;
+    Py_INCREF(&MemoryType);
+    if (PyModule_AddObject(mod, "Memory", (PyObject *)&MemoryType) < 0) { Py_DECREF(&MemoryType); Py_DECREF(mod); return NULL; }
+    PyModule_AddIntConstant(mod, "INPUTS", NIN);
+    PyModule_AddIntConstant(mod, "SETS", NSETS);
+    PyModule_AddIntConstant(mod, "CONTEXT", CTX);
+    return mod;
+}

@@ -1,0 +1,110 @@
+"""Memory: the compiled kernel (completer.memory._kernel) seen through the model's vocabulary.
+
+Sizes (SIZES, every table allocated once, so memory stays bounded; pages are mapped as they are
+first written, so a small project costs little):
+    order 16          the n-gram's highest order
+    low_log2 14       2^14 buckets of 62 followers for orders 1-2 (4 MiB)
+    high_log2 19      2^19 buckets of 14 followers for orders 3-16, shared (32 MiB)
+    history_log2 23   the last 2^23 characters read, for the match models (16 MiB)
+    match_log2 21     2^21 positions per match model (2 x 8 MiB)
+About 68 MiB at most; `Memory(vocab, high_log2=21, ...)` changes them. Past the history's size the
+oldest text is forgotten by the match models; the n-gram's buckets replace their least used.
+
+Starting weights: the mixer's weights at start (SETS x INPUTS float32) are learnt offline, by
+reading a corpus through the network and the memory (`completer memory-fit`, see README), and
+ship beside the checkpoint as NAME.mixer.json; without that file the kernel's defaults are used.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from completer.errors import CompleterError
+from completer.memory import _kernel
+
+SIZES = {"order": 16, "low_log2": 14, "high_log2": 19, "history_log2": 23, "match_log2": 21}
+CONTEXT = _kernel.CONTEXT      # characters before the cursor a prediction looks at
+INPUTS, SETS = _kernel.INPUTS, _kernel.SETS
+CHUNK = 4096                   # characters per kernel call while reading (each holds the GIL ~5 ms)
+
+
+def weights_path(checkpoint) -> Path:
+    p = Path(checkpoint)
+    return p.with_name(p.name.removesuffix(".safetensors") + ".mixer.json")
+
+
+def load_weights(path) -> np.ndarray | None:
+    """The starting weights beside a checkpoint, or None; a malformed file is a CompleterError."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        w = np.asarray(raw["weights"], np.float32)
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
+        raise CompleterError(f"{path}: not a mixer weights file ({type(exc).__name__})") from None
+    if w.shape != (SETS, INPUTS) or not np.isfinite(w).all():
+        raise CompleterError(f"{path}: mixer weights must be {SETS} x {INPUTS} finite numbers")
+    return w
+
+
+def save_weights(path, weights: np.ndarray, meta: dict) -> None:
+    from completer.checkpoint import atomic_write
+
+    data = {"weights": np.asarray(weights, np.float64).round(5).tolist(), **meta}
+    atomic_write(Path(path), json.dumps(data, indent=1).encode())
+
+
+class Memory:
+    def __init__(self, vocab, weights=None, **sizes):
+        self.vocab = vocab
+        self.V = len(vocab)
+        self.sizes = {**SIZES, **sizes}
+        self.kernel = _kernel.Memory(self.V, vocab.unk, **self.sizes)
+        if weights is not None:
+            self.kernel.set_weights(np.ascontiguousarray(weights, np.float32))
+
+    @property
+    def chars(self) -> int:
+        """Characters read so far."""
+        return self.kernel.chars
+
+    @property
+    def weights(self) -> np.ndarray:
+        return np.frombuffer(self.kernel.get_weights(), np.float32).reshape(SETS, INPUTS).copy()
+
+    def learn(self, ids: np.ndarray, start: int = 0) -> None:
+        """Count ids[start:] (int32), ids[:start] being their context only; in chunks, so that a
+        long file never holds the interpreter for more than a few milliseconds."""
+        ids = np.ascontiguousarray(ids, np.int32)
+        for a in range(start, len(ids), CHUNK):
+            lo = max(0, a - CONTEXT)
+            self.kernel.learn(ids[lo:a + CHUNK], a - lo)
+
+    def learn_text(self, text: str, context: str = "") -> None:
+        self.learn(self.vocab.encode(context[-CONTEXT:] + text), len(context[-CONTEXT:]))
+
+    def mix(self, ctx: np.ndarray, net_lp: np.ndarray):
+        """(lp (V,) float32, weight set, inputs (INPUTS, V)) after ctx (int32 ids, last CONTEXT used)."""
+        inputs = np.empty((INPUTS, self.V), np.float32)
+        out = np.empty(self.V, np.float32)
+        s = self.kernel.mix(ctx, np.ascontiguousarray(net_lp, np.float32), inputs, out)
+        return out, s, inputs
+
+    def update(self, s: int, inputs: np.ndarray, lp: np.ndarray, y: int) -> None:
+        self.kernel.update(s, inputs, lp, int(y))
+
+    def score(self, ids: np.ndarray, start: int, net_lp: np.ndarray) -> np.ndarray:
+        """Predict ids[start:] (mixing with net_lp (n - start, V)), learn from each: (n - start, 4)
+        float32 of bits, top-1 hit, top-5 hit, suggestion right (what `completer eval` measures)."""
+        stats = np.empty((len(ids) - start, 4), np.float32)
+        self.kernel.score(np.ascontiguousarray(ids, np.int32), start,
+                          np.ascontiguousarray(net_lp, np.float32), stats)
+        return stats
+
+
+def bits(lp: np.ndarray, y: int) -> float:
+    return -float(lp[y]) / math.log(2)
