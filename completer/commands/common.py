@@ -32,3 +32,34 @@ def add_model_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", metavar="CKPT", default=None,
                    help="checkpoint file, or a training run directory (its best checkpoint); "
                         "default: the shipped model")
+
+
+def add_memory_args(p: argparse.ArgumentParser, project_default: str | None) -> None:
+    where = "the current directory" if project_default == "." else "none"
+    p.add_argument("--project", metavar="DIR", default=project_default,
+                   help=f"the project memory reads DIR's Python files (the trainer's rules), so that "
+                        f"completions know its names (default: {where})")
+    p.add_argument("--no-memory", action="store_true",
+                   help="complete with the network alone (no project memory, not even of the text typed)")
+
+
+def attach_memory(engine, args, log, wait: bool):
+    """Turn the engine's memory on unless --no-memory, and read --project into it (in the
+    background, or before returning with wait=True). -> the Project, or None."""
+    if args.no_memory:
+        return None
+    engine.set_memory(True)
+    if not args.project:
+        return None
+    from pathlib import Path
+
+    from completer.errors import CompleterError
+    from completer.memory.project import Project
+
+    root = Path(args.project).expanduser()
+    if not root.is_dir():
+        raise CompleterError(f"--project {args.project}: not a directory")
+    project = Project(engine.memory, [root], log).start()
+    if wait:
+        project.wait()
+    return project

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import time
 
-from completer.commands.common import add_model_arg, fraction, nonneg_float, nonneg_int, positive_int
+from completer.commands.common import (add_memory_args, add_model_arg, attach_memory, fraction, nonneg_float,
+                                      nonneg_int, positive_int)
 
 
 def add_decoding_args(p) -> None:
@@ -35,6 +37,7 @@ def add_parser(sub):
     p.add_argument("--min-prob", type=fraction, default=0.0,
                    help="hide continuations less probable than this (default 0)")
     p.add_argument("--suffix", default="", help="the text after the cursor, for post-processing")
+    add_memory_args(p, None)
     p.add_argument("--json", action="store_true",
                    help='print {"completions": [{"text", "logprob"}], "elapsed_ms"}')
     p.set_defaults(run=run)
@@ -46,6 +49,7 @@ def run(args) -> int:
 
     prefix = sys.stdin.read()
     engine = Engine.from_checkpoint(args.model)
+    attach_memory(engine, args, logging.getLogger("completer"), wait=True)
     decoder = args.decoder or ("beam" if args.beam else "greedy")
     req = Request(mode=args.mode, decoder=decoder, temperature=args.temperature, top_k=args.top_k,
                   top_p=args.top_p, beam=args.beam or 4, n=args.n, seed=args.seed,

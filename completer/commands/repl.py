@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 
-from completer.commands.common import add_model_arg, nonneg_float, positive_float
+from completer.commands.common import add_memory_args, add_model_arg, attach_memory, nonneg_float, positive_float
 from completer.engine.stops import MODES as ENGINE_MODES
 
 MODES = ENGINE_MODES[:4]  # "free" (no stop rule) is for `completer sample`
@@ -30,6 +30,7 @@ def add_parser(sub):
                         "the session; :reset restores the shipped weights. Off by default")
     p.add_argument("--adapt-lr", type=positive_float, default=None, metavar="LR",
                    help="learning rate of --adapt (default 0.3)")
+    add_memory_args(p, ".")
     p.set_defaults(run=run)
 
 
@@ -40,6 +41,9 @@ def run(args) -> int:
     check_settings(mode=args.mode, decoder=args.decoder)
     engine = Engine.from_checkpoint(args.model, adapt=args.adapt, adapt_lr=args.adapt_lr)  # a bad --model fails here, before any UI
     session = Session(engine, Settings(mode=args.mode, decoder=args.decoder, temperature=args.temperature))
+    import logging
+
+    attach_memory(engine, args, logging.getLogger("completer"), wait=not sys.stdin.isatty())
     if not sys.stdin.isatty():
         text = sys.stdin.read()
         completions = engine.complete_text(text, session.request())

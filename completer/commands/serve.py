@@ -30,6 +30,9 @@ def add_parser(sub):
                         "setting adapt). Off by default")
     p.add_argument("--adapt-lr", type=positive_float, default=None, metavar="LR",
                    help="learning rate of --adapt (default: completer.engine.adaptation's, 0.3; setting adaptLr)")
+    p.add_argument("--no-memory", action="store_true",
+                   help="serve the network alone: no project memory (setting memory; on by default, "
+                        "reading the workspace from initialize)")
     p.add_argument("--log-file", metavar="PATH", default=None, help="append logs here instead of stderr")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="warning",
                    help="how much to log (default warning)")
@@ -62,7 +65,7 @@ def run(args) -> int:
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     reader, writer = framing.make(args.jsonl, sys.stdin.buffer, stdout, args.max_message_bytes)
-    session = Session(model=args.model, adapt=args.adapt, adapt_lr=args.adapt_lr)
+    session = Session(model=args.model, adapt=args.adapt, adapt_lr=args.adapt_lr, memory=not args.no_memory)
     dispatcher = Dispatcher(reader, writer, session.requests, session.notifications, CancelToken)
     code = dispatcher.run()
     if dispatcher.reader_thread.is_alive():

@@ -120,9 +120,13 @@ class Engine:
             raise CompleterError(f"document text must be a string, got {type(text).__name__}")
         return text
 
-    def open(self, uri, text: str) -> None:
+    def open(self, uri, text: str, read: bool = False) -> None:
+        """read=True: the memory has read this text already (a project file as it is on disk),
+        so only what is typed from now on is fed to it."""
         with self._lock:
             self._docs[uri] = DocCache(self._check_text(text), self.cache_states)
+            if read:
+                self._docs[uri].fed = len(text)
             if self.adapt:  # a new document (or a reopened one) starts from the shipped weights
                 self._adapted[uri] = self._new_adapt(len(text))
 

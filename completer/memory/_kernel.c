@@ -7,9 +7,10 @@
      bounded whatever the project's size;
    - two match models: the most recent earlier occurrence of the last MIN characters (MIN = 6 and
      20 by default) predicts the character that followed it, with a confidence learnt per match
-     length from the text read;
+     length from the text read; and an identifier model, a match model keyed by the identifier
+     typed so far (2+ characters, begun where an identifier begins), which completes names seen once;
    - the mixer: p(c) proportional to exp(sum_j w[s][j] * L_j(c)) over the inputs L_j = log-
-     probabilities of the network, the n-gram and the two match models; the weight set s is chosen
+     probabilities of the network, the n-gram and the three match models; the weight set s is chosen
      by the match length, the highest n-gram order whose context was seen, and whether the match
      agrees with the network; the weights learn online on the log loss of real characters.
 
@@ -27,7 +28,8 @@
 
 #define MAXORD 24
 #define CTX 64          /* context characters a prediction looks at (match verification cap) */
-#define NIN 4           /* mixer inputs: network, n-gram, short match, long match */
+#define NIN 5           /* mixer inputs: network, n-gram, short match, long match, identifier */
+#define NMATCH 3        /* the match models: short, long, identifier */
 #define NLEN 5          /* match-length classes */
 #define NORD 4          /* highest-order classes */
 #define NSETS (NLEN * NORD * 2)
@@ -50,10 +52,12 @@ typedef struct {
     Table low, high;
     uint16_t *hist;             /* ring of the characters read */
     uint64_t hmask, n;          /* ring size - 1; characters read so far */
-    int mmin[2];
-    uint32_t *mtab[2];          /* hash of the last mmin chars -> position of the follower + 1 */
+    int mmin[NMATCH];           /* the identifier model's: the shortest identifier prefix it completes */
+    uint32_t *mtab[NMATCH];     /* hash of the last mmin chars (identifier: of the identifier so far)
+                                   -> position of the follower + 1 */
     uint64_t mmask;
-    double mhit[2][MBUCKETS], mtry[2][MBUCKETS];
+    double mhit[NMATCH][MBUCKETS], mtry[NMATCH][MBUCKETS];
+    uint8_t *ident;             /* (V,) 1 for the characters of identifiers [A-Za-z0-9_] */
     float w[NSETS][NIN];
     float lr;
 } Memory;
@@ -162,17 +166,37 @@ static uint64_t match_key(const int32_t *ctx, int L, int len) {
 }
 
 /* the match model j after ctx: its predicted character (or -1) and the verified match length */
+/* the length of the identifier that ends ctx (0 if none, or if it runs past the context) */
+static int ident_run(Memory *m, const int32_t *ctx, int L) {
+    int r = 0;
+    while (r < L && m->ident[ctx[L - 1 - r]]) r++;
+    return r == L && L == CTX ? 0 : r;
+}
+
+/* the key a match model files the context under, and its length; 0 if the context has none */
+static int model_key(Memory *m, int j, const int32_t *ctx, int L, uint64_t *key) {
+    int mn = j < 2 ? m->mmin[j] : ident_run(m, ctx, L);
+    if (L < mn || (j == 2 && mn < m->mmin[2])) return 0;
+    *key = match_key(ctx, L, mn) ^ (uint64_t)j;
+    return mn;
+}
+
 static int match_predict(Memory *m, int j, const int32_t *ctx, int L, int *len) {
-    int mn = m->mmin[j];
+    uint64_t key;
+    int mn = model_key(m, j, ctx, L, &key);
     *len = 0;
-    if (L < mn) return -1;
-    uint32_t P = m->mtab[j][match_key(ctx, L, mn) & m->mmask];
+    if (!mn) return -1;
+    uint32_t P = m->mtab[j][key & m->mmask];
     if (!P) return -1;
     uint64_t pos = P - 1, oldest = m->n > m->hmask + 1 ? m->n - (m->hmask + 1) : 0;
     if (pos >= m->n || pos < oldest) return -1;
     int cap = L < CTX ? L : CTX, k = 0;
     while (k < cap && pos >= oldest + (uint64_t)k + 1 && m->hist[(pos - 1 - k) & m->hmask] == (uint16_t)ctx[L - 1 - k]) k++;
     if (k < mn) return -1;     /* a hash collision, or a seam in the history */
+    if (j == 2) {              /* the identifier: the same prefix, begun where an identifier begins */
+        k = mn;
+        if (pos >= oldest + (uint64_t)k + 1 && m->ident[m->hist[(pos - 1 - k) & m->hmask]]) return -1;
+    }
     *len = k;
     return m->hist[pos & m->hmask];
 }
@@ -185,10 +209,11 @@ static double match_conf(Memory *m, int j, int len) {
 }
 
 static void learn_one(Memory *m, const int32_t *ctx, int L, int y) {
-    for (int j = 0; j < 2; j++) {   /* the match models' confidence learns from real text */
+    for (int j = 0; j < NMATCH; j++) {   /* the match models' confidence learns from real text */
         int len, pred = match_predict(m, j, ctx, L, &len);
         if (pred >= 0) { int b = len_bucket(len); m->mtry[j][b]++; m->mhit[j][b] += pred == y; }
-        if (L >= m->mmin[j]) m->mtab[j][match_key(ctx, L, m->mmin[j]) & m->mmask] = (uint32_t)(m->n + 1);
+        uint64_t key;
+        if (model_key(m, j, ctx, L, &key)) m->mtab[j][key & m->mmask] = (uint32_t)(m->n + 1);
     }
     ngram_learn(m, ctx, L, y);
     m->hist[m->n & m->hmask] = (uint16_t)y;
@@ -203,7 +228,7 @@ static int mix(Memory *m, const int32_t *ctx, int L, const float *net, float *in
     memcpy(in, net, V * sizeof(float));
     for (int c = 0; c < V; c++) in[V + c] = (float)log(p[c] > 1e-30 ? p[c] : 1e-30);
     int mlen = 0, mpred = -1;
-    for (int j = 0; j < 2; j++) {
+    for (int j = 0; j < NMATCH; j++) {
         int len, pred = match_predict(m, j, ctx, L, &len);
         float *row = in + (2 + j) * V;
         if (pred < 0 || pred >= V) { for (int c = 0; c < V; c++) row[c] = 0; continue; }
@@ -211,7 +236,7 @@ static int mix(Memory *m, const int32_t *ctx, int L, const float *net, float *in
         float lo = (float)log((1 - conf) / (V - 1)), hi = (float)log(conf);
         for (int c = 0; c < V; c++) row[c] = lo;
         row[pred] = hi;
-        if (len > mlen) { mlen = len; mpred = pred; }
+        if (j < 2 && len > mlen) { mlen = len; mpred = pred; }
     }
     int lb = mlen == 0 ? 0 : mlen < 12 ? 1 : mlen < 20 ? 2 : mlen < 32 ? 3 : 4;
     int ob = seen <= 2 ? 0 : seen <= 5 ? 1 : seen <= 10 ? 2 : 3;
@@ -269,7 +294,7 @@ static int check_ids(Memory *m, const int32_t *ids, Py_ssize_t n) {
 }
 
 static void Memory_dealloc(Memory *m) {
-    free(m->uni); free(m->low.b); free(m->high.b); free(m->hist); free(m->mtab[0]); free(m->mtab[1]);
+    free(m->uni); free(m->low.b); free(m->high.b); free(m->hist); free(m->mtab[0]); free(m->mtab[1]); free(m->mtab[2]); free(m->ident);
     Py_TYPE(m)->tp_free((PyObject *)m);
 }
 
@@ -280,30 +305,39 @@ static int alloc_table(Table *t, int log2, int slots) {
 }
 
 static int Memory_init(Memory *m, PyObject *args, PyObject *kw) {
-    static char *names[] = {"vocab_size", "unk", "order", "low_log2", "high_log2", "history_log2",
-                            "match_log2", "short_match", "long_match", "discount", "lr", NULL};
-    int V, unk, K = 16, lowl = 14, highl = 19, histl = 23, ml = 21, m0 = 6, m1 = 20;
+    static char *names[] = {"vocab_size", "unk", "ident", "order", "low_log2", "high_log2", "history_log2",
+                            "match_log2", "short_match", "long_match", "ident_min", "discount", "lr", NULL};
+    int V, unk, K = 16, lowl = 14, highl = 19, histl = 23, ml = 21, m0 = 6, m1 = 20, m2 = 2;
     float D = 0.75f, lr = 0.005f;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "ii|iiiiiiiff", names, &V, &unk, &K, &lowl, &highl, &histl,
-                                     &ml, &m0, &m1, &D, &lr))
+    Py_buffer idb;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "iiy*|iiiiiiiiff", names, &V, &unk, &idb, &K, &lowl, &highl,
+                                     &histl, &ml, &m0, &m1, &m2, &D, &lr))
         return -1;
+    if (idb.len != V) {
+        PyBuffer_Release(&idb);
+        PyErr_SetString(PyExc_ValueError, "memory: ident must hold one byte per vocabulary id");
+        return -1;
+    }
+    m->ident = malloc(V);
+    if (m->ident) memcpy(m->ident, idb.buf, V);
+    PyBuffer_Release(&idb);
     if (V < 2 || V > 65535 || unk < 0 || unk >= V || K < 1 || K > MAXORD || lowl < 2 || lowl > 28 ||
         highl < 2 || highl > 30 || histl < 8 || histl > 31 || ml < 8 || ml > 30 || m0 < 1 || m0 > CTX ||
-        m1 < 1 || m1 > CTX || !(D > 0 && D < 1) || !(lr >= 0)) {
+        m1 < 1 || m1 > CTX || m2 < 1 || m2 > CTX || !(D > 0 && D < 1) || !(lr >= 0)) {
         PyErr_SetString(PyExc_ValueError, "memory: a size or setting is out of range");
         return -1;
     }
-    m->V = V; m->unk = unk; m->K = K; m->D = D; m->lr = lr; m->mmin[0] = m0; m->mmin[1] = m1;
+    m->V = V; m->unk = unk; m->K = K; m->D = D; m->lr = lr; m->mmin[0] = m0; m->mmin[1] = m1; m->mmin[2] = m2;
     m->uni = calloc(V, sizeof(double));
     m->hmask = ((uint64_t)1 << histl) - 1; m->hist = calloc(m->hmask + 1, sizeof(uint16_t));
     m->mmask = ((uint64_t)1 << ml) - 1;
-    m->mtab[0] = calloc(m->mmask + 1, sizeof(uint32_t)); m->mtab[1] = calloc(m->mmask + 1, sizeof(uint32_t));
-    if (!m->uni || !m->hist || !m->mtab[0] || !m->mtab[1] || alloc_table(&m->low, lowl, LOW_SLOTS) ||
+    for (int j = 0; j < NMATCH; j++) m->mtab[j] = calloc(m->mmask + 1, sizeof(uint32_t));
+    if (!m->uni || !m->ident || !m->hist || !m->mtab[0] || !m->mtab[1] || !m->mtab[2] || alloc_table(&m->low, lowl, LOW_SLOTS) ||
         alloc_table(&m->high, highl, HIGH_SLOTS)) {
         PyErr_NoMemory();
         return -1;
     }
-    for (int s = 0; s < NSETS; s++) { m->w[s][0] = 1.0f; m->w[s][1] = 0.3f; m->w[s][2] = 0.2f; m->w[s][3] = 0.2f; }
+    for (int s = 0; s < NSETS; s++) { m->w[s][0] = 1.0f; m->w[s][1] = 0.3f; m->w[s][2] = 0.2f; m->w[s][3] = 0.2f; m->w[s][4] = 0.2f; }
     return 0;
 }
 
@@ -432,6 +466,7 @@ static PyObject *Memory_set_weights(Memory *m, PyObject *arg) {
     X("hist", m->hist, (size_t)(m->hmask + 1) * 2) \
     X("match0", m->mtab[0], (size_t)(m->mmask + 1) * 4) \
     X("match1", m->mtab[1], (size_t)(m->mmask + 1) * 4) \
+    X("match2", m->mtab[2], (size_t)(m->mmask + 1) * 4) \
     X("mhit", m->mhit, sizeof m->mhit) \
     X("mtry", m->mtry, sizeof m->mtry) \
     X("weights", m->w, sizeof m->w)

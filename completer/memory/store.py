@@ -6,8 +6,8 @@ first written, so a small project costs little):
     low_log2 14       2^14 buckets of 62 followers for orders 1-2 (4 MiB)
     high_log2 19      2^19 buckets of 14 followers for orders 3-16, shared (32 MiB)
     history_log2 23   the last 2^23 characters read, for the match models (16 MiB)
-    match_log2 21     2^21 positions per match model (2 x 8 MiB)
-About 68 MiB at most; `Memory(vocab, high_log2=21, ...)` changes them. Past the history's size the
+    match_log2 21     2^21 positions per match model (3 x 8 MiB)
+About 76 MiB at most; `Memory(vocab, high_log2=21, ...)` changes them. Past the history's size the
 oldest text is forgotten by the match models; the n-gram's buckets replace their least used.
 
 Starting weights: the mixer's weights at start (SETS x INPUTS float32) are learnt offline, by
@@ -17,7 +17,6 @@ ship beside the checkpoint as NAME.mixer.json; without that file the kernel's de
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -63,7 +62,8 @@ class Memory:
         self.vocab = vocab
         self.V = len(vocab)
         self.sizes = {**SIZES, **sizes}
-        self.kernel = _kernel.Memory(self.V, vocab.unk, **self.sizes)
+        ident = bytes(int(c.isascii() and (c.isalnum() or c == "_")) for c in map(vocab.char, range(self.V)))
+        self.kernel = _kernel.Memory(self.V, vocab.unk, ident, **self.sizes)
         if weights is not None:
             self.kernel.set_weights(np.ascontiguousarray(weights, np.float32))
 
@@ -105,6 +105,3 @@ class Memory:
                           np.ascontiguousarray(net_lp, np.float32), stats)
         return stats
 
-
-def bits(lp: np.ndarray, y: int) -> float:
-    return -float(lp[y]) / math.log(2)

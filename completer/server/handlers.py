@@ -8,13 +8,20 @@ str offsets.
 
 Settings come from `initializationOptions` and `workspace/didChangeConfiguration`
 (`settings.completer` or `settings` itself): model, mode, decoder, temperature, threshold,
-maxChars, n, adapt, adaptLr. See the README's "Editor protocol" section.
+maxChars, n, adapt, adaptLr, memory. See the README's "Editor protocol" section.
+
+Project memory (setting `memory`, on unless `serve --no-memory`): the workspace named by
+`initialize` (`workspaceFolders`, else `rootUri`, else `rootPath`) is read into the engine's
+memory on a background thread (completer.memory.project), never delaying `initialize` or a
+completion; open documents feed it as typed (the engine does that); `didSave` and
+`workspace/didChangeWatchedFiles` re-read what changed on disk.
 """
 from __future__ import annotations
 
 import logging
 import re
 import time
+from urllib.parse import unquote, urlparse
 
 from completer import __version__
 from completer.registry import registry
@@ -36,9 +43,10 @@ SETTINGS = {
     "n": (int, lambda v: 1 <= v <= 50, "n"),
     "adapt": (bool, None, None),         # Engine.set_adapt: learn each document's typed text
     "adaptLr": ((int, float), lambda v: 0 < v < float("inf"), None),
+    "memory": (bool, None, None),        # mix the project memory in (Engine.set_memory)
 }
 DEFAULTS = {"model": None, "mode": "line", "decoder": "greedy", "temperature": 1.0, "threshold": 0.0,
-            "maxChars": 80, "n": 5, "adapt": False, "adaptLr": None}
+            "maxChars": 80, "n": 5, "adapt": False, "adaptLr": None, "memory": True}
 
 
 def field(obj, path: str, types, default=...):
@@ -58,11 +66,21 @@ def _tuple(types):
     return types if isinstance(types, tuple) else (types,)
 
 
+def uri_path(uri) -> str | None:
+    """The local path of a file: URI (None for other schemes or non-strings)."""
+    if not isinstance(uri, str):
+        return None
+    u = urlparse(uri)
+    return unquote(u.path) if u.scheme == "file" and u.path else None
+
+
 class Session:
-    def __init__(self, model=None, adapt=False, adapt_lr=None):
-        self.defaults = dict(DEFAULTS, model=model, adapt=adapt, adaptLr=adapt_lr)  # serve's flags
+    def __init__(self, model=None, adapt=False, adapt_lr=None, memory=True):
+        self.defaults = dict(DEFAULTS, model=model, adapt=adapt, adaptLr=adapt_lr, memory=memory)  # serve's flags
         self.settings = dict(self.defaults)
         self.engine = None
+        self.roots: list = []      # the workspace folders, from initialize
+        self.project = None        # completer.memory.project.Project reading them, when memory is on
         self.encoding = "utf-16"
         self.open_uris: set = set()
         self.indexes: dict = {}  # uri -> LineIndex of the engine's current text
@@ -79,16 +97,25 @@ class Session:
             "textDocument/didChange": self.did_change,
             "textDocument/didClose": self.did_close,
             "workspace/didChangeConfiguration": self.did_change_configuration,
+            "textDocument/didSave": self.did_save,
+            "workspace/didChangeWatchedFiles": self.did_change_watched_files,
         }
 
     # ---- lifecycle and settings -----------------------------------------------------------
     def initialize(self, params, token):
         offered = field(params, "capabilities.general.positionEncodings", list, [])
         self.encoding = next((e for e in ("utf-32", "utf-8") if e in offered), "utf-16")
+        folders = field(params, "workspaceFolders", (list, type(None)), None) or []
+        roots = [uri_path(f.get("uri")) for f in folders if isinstance(f, dict)]
+        if not roots:
+            roots = [uri_path(field(params, "rootUri", (str, type(None)), None))
+                     or field(params, "rootPath", (str, type(None)), None)]
+        self.roots = [r for r in roots if r]
         self.configure(field(params, "initializationOptions", (dict, type(None)), None) or {})
         return {"capabilities": {
                     "positionEncoding": self.encoding,
-                    "textDocumentSync": {"openClose": True, "change": 2},  # 2 = incremental
+                    "textDocumentSync": {"openClose": True, "change": 2,  # 2 = incremental
+                                         "save": {"includeText": False}},
                     "inlineCompletionProvider": True,
                     "completionProvider": {"resolveProvider": False, "triggerCharacters": ["."]}},
                 "serverInfo": {"name": "completer", "version": __version__}}
@@ -113,10 +140,24 @@ class Session:
             new[key] = value
         self.request_for(new, new["mode"])  # refuses a bad mode or value now, not at each keystroke
         registry.get("decoder", new["decoder"])
-        if self.engine is None or new["model"] != self.settings["model"]:
+        reload = self.engine is None or new["model"] != self.settings["model"]
+        if reload:
             self.load(new["model"])
         self.engine.set_adapt(new["adapt"], new["adaptLr"])  # the same values again change nothing
+        if reload or new["memory"] != self.settings["memory"]:
+            self.start_memory(new["memory"])
         self.settings = new
+
+    def start_memory(self, on: bool) -> None:
+        """A new memory for the engine (and a new reading of the workspace), or none."""
+        from completer.memory.project import Project
+
+        self.engine.set_memory(False)
+        self.project = None
+        if on:
+            self.engine.set_memory(True)
+            if self.roots:
+                self.project = Project(self.engine.memory, self.roots, log).start()
 
     def load(self, model) -> None:
         from completer.engine import Engine
@@ -137,8 +178,21 @@ class Session:
     # ---- documents ------------------------------------------------------------------------
     def did_open(self, params):
         uri, text = field(params, "textDocument.uri", str), field(params, "textDocument.text", str)
-        self.engine.open(uri, text)
+        self.engine.open(uri, text, read=self.project is not None and self.project.knows(text))
         self.open_uris.add(uri)
+
+    def did_save(self, params):
+        self.reread(field(params, "textDocument.uri", str))
+
+    def did_change_watched_files(self, params):
+        for change in field(params, "changes", list):
+            if isinstance(change, dict) and change.get("type") in (1, 2):  # created, changed
+                self.reread(field(change, "uri", str))
+
+    def reread(self, uri) -> None:
+        path = uri_path(uri)
+        if self.project is not None and path and path.endswith(".py"):
+            self.project.reread(path)
 
     def did_change(self, params):
         uri = self.document(params)
