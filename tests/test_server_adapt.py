@@ -14,7 +14,7 @@ LINE = "qzv_total = qzv_total + qzv_step\n"
 
 
 def started(path, options=None, **kw):
-    session = Session(model=str(path), **kw)
+    session = Session(model=str(path), memory=False, **kw)   # compared with the network alone
     session.initialize({"capabilities": {}, "initializationOptions": options}, None)
     return session
 
@@ -48,7 +48,7 @@ def test_settings_switch_adaptation_and_its_rate(tiny_checkpoint):
     assert session.engine.adapt is False                       # a refused setting changes nothing
 
 
-def test_typed_text_adapts_the_document_and_reopening_restores_it(tiny_checkpoint):
+def test_typed_text_adapts_the_workspace_and_switching_off_restores_it(tiny_checkpoint):
     session = started(tiny_checkpoint, {"adapt": True, "adaptLr": 1.0})
     session.did_open({"textDocument": {"uri": URI, "text": "import os\n\n"}})
     type_lines(session, [LINE] * 8)
@@ -62,9 +62,11 @@ def test_typed_text_adapts_the_document_and_reopening_restores_it(tiny_checkpoin
     expected = [{"insertText": c.text, "range": {"start": position, "end": position}}
                 for c in static.complete_text(text, Request(mode="line", n=5)) if c.text]
     assert adapted["items"] != expected
-    # closing and reopening gives the shipped weights back
+    # closing and reopening keeps what the workspace learnt; `adapt: false` gives the shipped weights back
     session.did_close({"textDocument": {"uri": URI}})
     session.did_open({"textDocument": {"uri": URI, "text": text}})
+    assert session.inline_completion(params, None) == adapted
+    session.did_change_configuration({"settings": {"completer": {"adapt": False}}})
     assert session.inline_completion(params, None) == {"items": expected}
 
 

@@ -17,7 +17,8 @@ TEXT = "import os\n\n\ndef main():\n    path = os.path.join('a', 'b')\n    retur
 
 @pytest_asyncio.fixture
 async def client(tiny_checkpoint, completer_exe):
-    config = ClientServerConfig(server_command=[*completer_exe, "serve", "--model", str(tiny_checkpoint)])
+    config = ClientServerConfig(server_command=[*completer_exe, "serve", "--model", str(tiny_checkpoint),
+                                                    "--no-memory"])  # answers compared with the network alone
     client = await config.start()
     yield client
     await client.shutdown_session()

@@ -43,7 +43,7 @@ def test_neovim_gets_the_models_completions(tmp_path, tiny_checkpoint, completer
     source = tmp_path / "demo.py"
     source.write_text(TEXT)
     (tmp_path / "script.lua").write_text(SCRIPT)
-    cfg = {"cmd": [*completer_exe, "serve", "--model", str(tiny_checkpoint)], "root": str(tmp_path),
+    cfg = {"cmd": [*completer_exe, "serve", "--model", str(tiny_checkpoint), "--no-memory"], "root": str(tmp_path),
            "out": str(tmp_path / "out.json")}
     env = {"COMPLETER_TEST": json.dumps(cfg), "HOME": str(tmp_path), "XDG_STATE_HOME": str(tmp_path),
            "PATH": "/usr/bin:/bin"}

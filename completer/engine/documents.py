@@ -48,18 +48,22 @@ class DocCache:
             return
         e = common_prefix(self.text, text)
         self.text = text
-        self.invalidate(e)
+        self.changed(e)
 
     def edit(self, start: int, end: int, new_text: str) -> None:
         t = self.text
         self.text = t[:start] + new_text + t[end:]
-        self.invalidate(start)
+        self.changed(start)
 
-    def invalidate(self, e: int) -> None:
-        """Forget every state that read past offset e (text[:e] is unchanged)."""
+    def changed(self, e: int) -> None:
+        """The text changed from offset e on: what the memory read or predicted past e is stale."""
         self.fed = min(self.fed, e)
         if self.pending is not None and self.pending[0] >= e:
             self.pending = None
+        self.invalidate(e)
+
+    def invalidate(self, e: int) -> None:
+        """Forget every state that read past offset e."""
         for start in [s for s, (pos, _) in self.heads.items() if pos > e]:
             del self.heads[start]
         if self.max_pos > e:

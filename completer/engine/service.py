@@ -19,19 +19,28 @@ window path (`Net.read`: the batched input projection, then `cell.forward`).
 Threads. One lock per engine guards documents and caches; decoding runs outside it, on states
 nothing else mutates (cells return new states), so the REPL may ask from a worker thread.
 
+Memory (opt-in here, on in every frontend: `Engine.from_checkpoint(..., memory=True)` or
+`engine.set_memory(True)`). Every prediction mixes the network with the project memory
+(completer.memory) in `Search.logprobs`. Before a completion at offset p, the memory reads the
+document's text before p that it has not read yet (`_feed`, as typed; an edit before what it
+read moves its mark back), and the mixer learns from its previous prediction in that document
+once the real character is known. Decoding conditions the memory on the generated characters and
+counts none. With memory on a completion depends on what the memory has read, not on the text
+alone; off, everything is as if it never existed.
+
 Adaptation (opt-in: `Engine(..., adapt=True, adapt_lr=...)` or `engine.set_adapt(True, lr)`).
-Dynamic evaluation per document (completer.engine.adaptation): each time a document's text has grown by
-WINDOW (128) characters, the 128 characters before the latest edit take one SGD step
-(completer.engine.adaptation.Adapter, as `completer eval --adapt`) on that document's own copy of the
-weights; other documents keep theirs. A learning thread runs the step (about 20 ms at H=256)
-outside the lock, then swaps the document's weights in under it; edits only note the growth
-(off: one empty-dict test). Closing, reopening, `reset_adaptation(uri)` or `set_adapt(False)`
-give the document the shipped weights back, and drop the states read with the adapted ones.
-Cached states are kept across a step: as in dynamic evaluation (Krause et al. 2018), the
-recurrent state read under the old weights carries on and what follows is read with the new
-ones; the steps are small (clipped), and re-reading up to 2S characters per step would cost
-more than the step. So with adaptation on a completion depends on the document's history, not
-on its text alone.
+Dynamic evaluation across the workspace (completer.engine.adaptation): each time a document's text
+has grown by WINDOW (128) characters, the 128 characters before the latest edit take one SGD step
+(Adapter, as `completer eval --adapt`) on the workspace's copy of the weights, which then serve
+every document: what was learnt in one file carries to the next, as eval measures it. A learning
+thread runs the step (about 20 ms at H=256) outside the lock, then swaps the weights in under
+it; edits only note the growth (off: one empty-dict test). `reset_adaptation()` or
+`set_adapt(False)` give the shipped weights back and drop the states read with the adapted ones;
+closing or reopening a document keeps them. Cached states are kept across a step: as in dynamic
+evaluation (Krause et al. 2018), the recurrent state read under the old weights carries on and
+what follows is read with the new ones; the steps are small (clipped), and re-reading up to 2S
+characters per step would cost more than the step. So with adaptation on a completion depends on
+the workspace's history, not on its text alone.
 """
 from __future__ import annotations
 
@@ -69,7 +78,8 @@ class Engine:
         self._lock = threading.RLock()
         # adaptation: uri -> DocAdapt while on; a queue of uris for the learning thread
         self.adapt, self.adapt_lr = False, None
-        self._adapted: dict = {}
+        self._adapted: dict = {}                # uri -> DocAdapt: each document's growth
+        self._learner = None                    # the workspace's Learner while adaptation is on
         self._queue: collections.deque = collections.deque()
         self._learning = False                  # the learning thread runs (it ends when idle)
         self._idle = threading.Condition(self._lock)
@@ -127,7 +137,7 @@ class Engine:
             self._docs[uri] = DocCache(self._check_text(text), self.cache_states)
             if read:
                 self._docs[uri].fed = len(text)
-            if self.adapt:  # a new document (or a reopened one) starts from the shipped weights
+            if self.adapt:  # its typed text will be learnt, into the workspace's weights
                 self._adapted[uri] = self._new_adapt(len(text))
 
     def change(self, uri, text: str) -> None:
@@ -326,26 +336,27 @@ class Engine:
             raise CompleterError(f"the adaptation learning rate must be a number > 0, got {lr!r}")
         with self._lock:
             if on and not self.adapt:
-                self._adapted = {uri: self._new_adapt(len(doc.text)) for uri, doc in self._docs.items()}
+                self._start_adapt()
             elif not on:
-                for uri in list(self._adapted):
-                    self._drop_adapt(uri)
+                self._drop_adapt()
             self.adapt, self.adapt_lr = bool(on), float(lr)
 
-    def reset_adaptation(self, uri) -> None:
-        """The shipped weights again for this document (`:reset`); text typed so far stays unlearnt."""
+    def reset_adaptation(self, uri=None) -> None:
+        """The shipped weights again for the workspace (`:reset`); text typed so far stays unlearnt.
+        uri: a document that must be open (frontends name the one the user is in), or None."""
         with self._lock:
-            doc = self._doc(uri)
+            if uri is not None:
+                self._doc(uri)
             if self.adapt:
-                self._drop_adapt(uri)
-                self._adapted[uri] = self._new_adapt(len(doc.text))
+                self._drop_adapt()
+                self._start_adapt()
 
-    def adapt_steps(self, uri) -> int:
-        """How many SGD steps the document's current weights took (0: the shipped weights)."""
+    def adapt_steps(self, uri=None) -> int:
+        """How many SGD steps the workspace's current weights took (0: the shipped weights)."""
         with self._lock:
-            self._doc(uri)
-            ad = self._adapted.get(uri)
-            return ad.steps if ad is not None else 0
+            if uri is not None:
+                self._doc(uri)
+            return self._learner.steps if self._learner is not None else 0
 
     def wait_adaptation(self, timeout: float | None = None) -> bool:
         """Block until no learning step is queued or running (tests, benchmarks); False on timeout."""
@@ -358,15 +369,24 @@ class Engine:
 
         return DocAdapt(length)
 
-    def _drop_adapt(self, uri) -> None:
-        """Under the lock: forget a document's adapted weights and every state they read."""
-        ad = self._adapted.pop(uri, None)
-        if ad is not None and ad.net is not None and uri in self._docs:
-            self._docs[uri].invalidate(0)  # what remains, at offset 0, is the zero state
+    def _start_adapt(self) -> None:
+        """Under the lock: a new learner, the shipped weights to start from, every document tracked."""
+        from completer.engine.adaptation import Learner
 
-    def _net(self, uri) -> Net:
-        ad = self._adapted.get(uri)
-        return self.net if ad is None or ad.net is None else ad.net
+        self._learner = Learner()
+        self._adapted = {uri: self._new_adapt(len(doc.text)) for uri, doc in self._docs.items()}
+
+    def _drop_adapt(self) -> None:
+        """Under the lock: forget the adapted weights and every state they read."""
+        learner, self._learner, self._adapted = self._learner, None, {}
+        self._queue.clear()
+        if learner is not None and learner.net is not None:
+            for doc in self._docs.values():
+                doc.invalidate(0)  # what remains, at offset 0, is the zero state
+
+    def _net(self, uri=None) -> Net:
+        learner = self._learner
+        return self.net if learner is None or learner.net is None else learner.net
 
     def _note_edit(self, uri, at: int) -> None:
         """Under the lock, after an edit ending at `at`: queue a learning step when one is due."""
@@ -397,21 +417,21 @@ class Engine:
                     continue
             if job is None:
                 continue
-            ad, ids, n_read, state = job
+            learner, ids, n_read, state = job
             try:
-                params = ad.learn(self.model, self.adapt_lr, ids, n_read, state)
+                params = learner.learn(self.model, self.adapt_lr, ids, n_read, state)
                 net = Net(CharModel(self.model.config, params=params), cells=self.model.cells)
-            except Exception:  # a failed step must not stop serving: the document keeps its weights
+            except Exception:  # a failed step must not stop serving: the workspace keeps its weights
                 log.exception("adaptation step failed for %s", uri)
                 continue
             with self._lock:
-                if self._adapted.get(uri) is ad:  # not closed, reset or switched off meanwhile
-                    ad.net, ad.steps = net, ad.steps + 1
+                if self._learner is learner:  # not reset or switched off meanwhile
+                    learner.net, learner.steps = net, learner.steps + 1
 
     def _learn_job(self, uri):
-        """Under the lock: (DocAdapt, ids, n_read, state) for the document's due window, or None."""
+        """Under the lock: (Learner, ids, n_read, state) for the document's due window, or None."""
         ad, doc = self._adapted.get(uri), self._docs.get(uri)
-        if ad is None or doc is None:
+        if ad is None or doc is None or self._learner is None:
             return None
         window = ad.take(doc.text)
         if ad.due(len(doc.text)):  # more growth than one window: the next one after this
@@ -422,4 +442,4 @@ class Engine:
         a, b = window
         start = self.block_start(a - 1)  # the context the engine itself reads before text[a]
         pos, state = doc.nearest(start, a - 1)
-        return ad, self.vocab.encode(doc.text[pos:b]), a - 1 - pos, state
+        return self._learner, self.vocab.encode(doc.text[pos:b]), a - 1 - pos, state
