@@ -31,3 +31,18 @@ def completer_exe() -> list:
     """The command that runs the installed CLI (as a user would), for subprocess tests."""
     exe = Path(sys.executable).with_name("completer")
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "completer"]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory):
+    """The project memory's cache (and anything else under XDG_CACHE_HOME) stays in the test's
+    own folder, for this process and the servers and REPLs it starts."""
+    import os
+
+    old = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
+    yield
+    if old is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = old

@@ -54,12 +54,12 @@ def attach_memory(engine, args, log, wait: bool):
     from pathlib import Path
 
     from completer.errors import CompleterError
-    from completer.memory.project import Project
+    from completer.memory.project import read_project
 
     root = Path(args.project).expanduser()
     if not root.is_dir():
         raise CompleterError(f"--project {args.project}: not a directory")
-    project = Project(engine.memory, [root], log).start()
+    project = read_project(engine, [root], log)
     if wait:
         project.wait()
     return project

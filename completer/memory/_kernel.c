@@ -549,5 +549,7 @@ PyMODINIT_FUNC PyInit__kernel(void) {
     PyModule_AddIntConstant(mod, "INPUTS", NIN);
     PyModule_AddIntConstant(mod, "SETS", NSETS);
     PyModule_AddIntConstant(mod, "CONTEXT", CTX);
+    PyModule_AddIntConstant(mod, "LOW_SLOTS", LOW_SLOTS);
+    PyModule_AddIntConstant(mod, "HIGH_SLOTS", HIGH_SLOTS);
     return mod;
 }

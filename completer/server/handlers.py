@@ -150,14 +150,14 @@ class Session:
 
     def start_memory(self, on: bool) -> None:
         """A new memory for the engine (and a new reading of the workspace), or none."""
-        from completer.memory.project import Project
+        from completer.memory.project import read_project
 
         self.engine.set_memory(False)
         self.project = None
         if on:
             self.engine.set_memory(True)
             if self.roots:
-                self.project = Project(self.engine.memory, self.roots, log).start()
+                self.project = read_project(self.engine, self.roots, log)
 
     def load(self, model) -> None:
         from completer.engine import Engine
