@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from completer import checkpoint
-from completer.errors import CompleterError
+from completer.errors import CompleterError, SignalExit
 from completer.model import CharModel, ModelConfig
 from completer.vocab import Vocab
 from completer_trainers import corpus as corpus_mod
@@ -63,21 +63,25 @@ def _fmt_duration(s: float) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
+
+
 class StopSignal:
-    """SIGINT/SIGTERM set a flag the loop checks between windows; a second signal stops at once."""
+    """SIGINT/SIGTERM/SIGUSR1 set a flag the loop checks between windows; a second one stops at once
+    (SignalExit: the exit code is still 128 + the first signal's number)."""
 
     def __init__(self):
         self.signum, self._old = None, {}
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
-            for s in (signal.SIGINT, signal.SIGTERM):
+            for s in STOP_SIGNALS:
                 self._old[s] = signal.signal(s, self._handle)
         return self
 
     def _handle(self, signum, frame):
         if self.signum is not None:
-            raise KeyboardInterrupt
+            raise SignalExit(self.signum)
         self.signum = signum
 
     def __exit__(self, *exc):
@@ -161,11 +165,18 @@ class Run:
             if self.force:
                 raise CompleterError("--resume and --force are contradictory")
             if not state_path.is_file():
-                raise CompleterError(f"--resume: {state_path} does not exist (nothing to resume)")
+                if out.is_dir() and any(out.iterdir()):
+                    raise CompleterError(f"--resume: nothing to resume, {out} holds no {STATE} (the run stopped "
+                                         f"before its first save); start it over with --force instead of --resume")
+                raise CompleterError(f"--resume: nothing to resume in {out} (no {STATE}); start a new run "
+                                     f"without --resume")
             saved = read_state_meta(state_path)
         elif out.is_dir() and any(out.iterdir()) and not self.force:
-            raise CompleterError(f"--out {out}: directory exists and is not empty; use --resume to continue "
-                                 f"that run or --force to start over")
+            if state_path.is_file():
+                raise CompleterError(f"--out {out}: holds a run; use --resume to continue it or --force to "
+                                     f"start over")
+            raise CompleterError(f"--out {out}: directory is not empty and holds no {STATE} (nothing to resume; "
+                                 f"a run there stopped before its first save?); start over in it with --force")
         self.opts = o = self._resolve_options(saved["options"] if saved else None)
 
         # corpus and split
@@ -209,6 +220,7 @@ class Run:
         self.step, self.seconds, self.train_seconds = 0, 0.0, 0.0
         self.best_val, self.best_step, self.bad_vals, self.last_val, self.validated_step = None, None, 0, None, -1
         self.recent = []  # the last log_every training losses (nats), for the reported train bpc
+        self.saved_step = None  # the step of the resume state on disk
         if saved:
             self._load_state(state_path, saved)
 
@@ -260,6 +272,7 @@ class Run:
         tensors = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()}
         data = st_save(tensors, metadata={STATE_KEY: json.dumps(self._state_meta())})
         checkpoint.atomic_write(self.out / STATE, data)
+        self.saved_step = self.step
 
     def _load_state(self, path: Path, meta: dict) -> None:
         from safetensors import SafetensorError
@@ -285,6 +298,7 @@ class Run:
         self.rng.bit_generator.state = meta["rng"]
         self.streams.seek(meta["stream"])
         self.step, self.seconds, self.train_seconds = meta["step"], meta["seconds"], meta["train_seconds"]
+        self.saved_step = self.step
         self.best_val, self.best_step, self.bad_vals = meta["best_val"], meta["best_step"], meta["bad_vals"]
         self.last_val, self.validated_step, self.recent = meta["last_val"], meta["validated_step"], meta["recent"]
 
@@ -328,12 +342,16 @@ class Run:
         return open(path, "a", encoding="utf-8")
 
     def _prepare_out(self) -> None:
-        """Create RUN_DIR (or clear our files from it under --force) and prove it is writable."""
+        """Create RUN_DIR (or clear our files from it under --force), remove the temporaries an
+        earlier, killed run left behind (`.NAME.XXXX.tmp` of atomic_write), prove it is writable."""
         try:
             self.out.mkdir(parents=True, exist_ok=True)
             if self.force and not self.resume:
                 for name in RUN_FILES:
                     (self.out / name).unlink(missing_ok=True)
+            for name in RUN_FILES + (".write-test",):
+                for tmp in self.out.glob(f".{name}.*.tmp"):
+                    tmp.unlink(missing_ok=True)
             checkpoint.atomic_write(self.out / ".write-test", b"")
             (self.out / ".write-test").unlink()
         except OSError as exc:
@@ -381,20 +399,30 @@ class Run:
             for what, d in (("file", self.corpus.skipped), ("directory", self.corpus.skipped_dirs)):
                 for reason, paths in sorted(d.items()):
                     for p in paths:
-                        log(f"  skipped {what} {p}: {reason}")
+                        log(f"  skipped {what} {corpus_mod.display(p)}: {reason}")
             for f in self.val_files:
-                log(f"  validation file {f.path}")
+                log(f"  validation file {corpus_mod.display(f.path)}")
         if self.resume:
             log(f"resume: {self.out} at step {self.step} (epoch {self.epoch:.2f})")
-        self._metrics_file = self._open_metrics()
         try:
-            with StopSignal() as stop:
-                reason = self._loop(stop)
-                summary = self._finish(reason)
-        finally:
-            self._metrics_file.close()
+            self._metrics_file = self._open_metrics()
+            try:
+                with StopSignal() as stop:
+                    reason = self._loop(stop)
+                    summary = self._finish(reason)
+            finally:
+                self._metrics_file.close()
+        except OSError as exc:  # e.g. ENOSPC from a save: atomic writes left every file whole
+            raise self._write_error(exc) from None
         summary["signal"] = stop.signum
         return summary
+
+    def _write_error(self, exc: OSError) -> CompleterError:
+        what = f"{exc.strerror or exc}" + (f" ({exc.filename})" if exc.filename else "")
+        saved = (f"the last complete save (step {self.saved_step}) is intact; free space and continue with "
+                 f"--resume" if self.saved_step is not None else
+                 "nothing was saved yet; free space and start over with --force")
+        return CompleterError(f"cannot write to {self.out}: {what}; every file there is whole, {saved}")
 
     def _done(self) -> str | None:
         o = self.opts
@@ -447,7 +475,8 @@ class Run:
 
     def _loop(self, stop) -> str:
         o, model, streams = self.opts, self.model, self.streams
-        drop_rng = self.rng if model.config.dropout > 0 else None
+        # dropout and weight drop draw from the same generator; either one needs it
+        drop_rng = self.rng if model.config.dropout > 0 or model.config.weight_drop > 0 else None
         session_start = last_print = time.perf_counter()
         seconds0, session_steps, session_train_s = self.seconds, 0, 0.0
         cpw = streams.chars_per_window
