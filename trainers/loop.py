@@ -261,17 +261,24 @@ class Run:
                 "best_val": self.best_val, "best_step": self.best_step, "bad_vals": self.bad_vals,
                 "last_val": self.last_val, "validated_step": self.validated_step, "recent": self.recent}
 
-    def _save_state(self) -> None:
+    def full_hidden(self) -> list:
+        """The carried hidden state of all B streams (a data-parallel run gathers its shards)."""
+        return self.hidden
+
+    def state_bytes(self) -> bytes:
+        """The resume state as a safetensors file: every tensor and the JSON metadata."""
         from safetensors.numpy import save as st_save
 
         tensors = {f"param.{k}": v for k, v in self.model.params.items()}
         tensors.update(self.optimizer.state_tensors())
-        for l, s in enumerate(self.hidden):
+        for l, s in enumerate(self.full_hidden()):
             for i, a in enumerate(s):
                 tensors[f"hidden.{l}.{i}"] = a
         tensors = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()}
-        data = st_save(tensors, metadata={STATE_KEY: json.dumps(self._state_meta())})
-        checkpoint.atomic_write(self.out / STATE, data)
+        return st_save(tensors, metadata={STATE_KEY: json.dumps(self._state_meta())})
+
+    def _save_state(self) -> None:
+        checkpoint.atomic_write(self.out / STATE, self.state_bytes())
         self.saved_step = self.step
 
     def _load_state(self, path: Path, meta: dict) -> None:
@@ -282,6 +289,9 @@ class Run:
             t = load_file(str(path))
         except (SafetensorError, OSError, ValueError) as exc:
             raise CompleterError(f"{path}: corrupt resume state ({str(exc).splitlines()[0]})") from None
+        self.load_state_tensors(t, meta, path)
+
+    def load_state_tensors(self, t: dict, meta: dict, path="resume state") -> None:
         params = {}
         for k, shape in self.model.expected_shapes().items():
             a = t.get(f"param.{k}")
@@ -392,7 +402,28 @@ class Run:
                 f"{self.streams.windows_per_epoch} steps per epoch")
 
     def train(self) -> dict:
-        o, log = self.opts, self.log
+        self._start()
+        try:
+            try:
+                with StopSignal() as local:
+                    stop = self._stop_for(local)
+                    reason = self._loop(stop)
+                    summary = self._finish(reason)
+            finally:
+                self._metrics_file.close()
+        except OSError as exc:  # e.g. ENOSPC from a save: atomic writes left every file whole
+            raise self._write_error(exc) from None
+        summary["signal"] = stop.signum
+        return summary
+
+    def _stop_for(self, local: StopSignal):
+        """What the loop asks whether to stop: this process's signals (a data-parallel run: the ranks'
+        agreed decision)."""
+        return local
+
+    def _start(self) -> None:
+        """Run directory, the corpus and model description, metrics file."""
+        log = self.log
         self._prepare_out()
         log(self.describe())
         if self.verbose:
@@ -406,16 +437,8 @@ class Run:
             log(f"resume: {self.out} at step {self.step} (epoch {self.epoch:.2f})")
         try:
             self._metrics_file = self._open_metrics()
-            try:
-                with StopSignal() as stop:
-                    reason = self._loop(stop)
-                    summary = self._finish(reason)
-            finally:
-                self._metrics_file.close()
-        except OSError as exc:  # e.g. ENOSPC from a save: atomic writes left every file whole
+        except OSError as exc:
             raise self._write_error(exc) from None
-        summary["signal"] = stop.signum
-        return summary
 
     def _write_error(self, exc: OSError) -> CompleterError:
         what = f"{exc.strerror or exc}" + (f" ({exc.filename})" if exc.filename else "")
@@ -473,6 +496,15 @@ class Run:
         return (f"step {self.step}{total}  epoch {self.epoch:.2f}  loss {loss} bpc  val {val} bpc  "
                 f"{_fmt_count(cps)} chars/s  ETA {eta}")
 
+    def _train_step(self, x, y, drop_rng, stop):
+        """One optimizer step on a window: (mean loss in nats, gradient norm before clipping, lr)."""
+        o = self.opts
+        loss, grads, self.hidden = self.model.loss_and_grads(x, y, self.hidden, drop_rng)
+        norm = optim.clip_global_norm(grads, o["clip"])
+        lr = optim.learning_rate(self.step, o["lr"], o["warmup"], self.total_steps)
+        self.optimizer.step(self.model.params, grads, lr)
+        return loss, norm, lr
+
     def _loop(self, stop) -> str:
         o, model, streams = self.opts, self.model, self.streams
         # dropout and weight drop draw from the same generator; either one needs it
@@ -492,12 +524,9 @@ class Run:
                 return "interrupted"
             x, y, reset = streams.next()                              # (T, B) each
             if reset:
-                self.hidden = model.zero_state(o["batch"])
+                self.hidden = model.zero_state(x.shape[1])
             t0 = time.perf_counter()
-            loss, grads, self.hidden = model.loss_and_grads(x, y, self.hidden, drop_rng)
-            norm = optim.clip_global_norm(grads, o["clip"])
-            lr = optim.learning_rate(self.step, o["lr"], o["warmup"], self.total_steps)
-            self.optimizer.step(model.params, grads, lr)
+            loss, norm, lr = self._train_step(x, y, drop_rng, stop)
             dt = time.perf_counter() - t0
             self.step += 1
             session_steps += 1
@@ -505,9 +534,7 @@ class Run:
             self.train_seconds += dt
             self.seconds = seconds0 + time.perf_counter() - session_start
             if not math.isfinite(loss):
-                raise CompleterError(f"training diverged at step {self.step} (loss {loss}); start again with a "
-                                     f"lower --lr (--force), or fine-tune {self.out / 'best.safetensors'} "
-                                     f"with --init and a lower --lr")
+                raise self._diverged(loss)
             self.recent = (self.recent + [loss])[-o["log_every"]:]
             if self.step % o["log_every"] == 0:
                 self._write_metrics({"kind": "train", "step": self.step, "epoch": round(self.epoch, 4),
@@ -525,12 +552,19 @@ class Run:
                 last_print = time.perf_counter()
             self.seconds = seconds0 + time.perf_counter() - session_start
 
+    def _diverged(self, loss) -> CompleterError:
+        return CompleterError(f"training diverged at step {self.step} (loss {loss}); start again with a "
+                              f"lower --lr (--force), or fine-tune {self.out / 'best.safetensors'} "
+                              f"with --init and a lower --lr")
+
     def _finish(self, reason: str) -> dict:
-        interrupted = reason == "interrupted"
-        if interrupted:
+        if reason == "interrupted":
             self.save(best=False)  # no validation: the user asked to stop now
         elif self.validated_step != self.step:
             self._validate_and_save(lambda: False)
+        return self._summary(reason)
+
+    def _summary(self, reason: str) -> dict:
         cps = self.step * self.streams.chars_per_window / self.train_seconds if self.train_seconds else 0.0
         best = self.out / checkpoint.BEST
         summary = {"steps": self.step, "epochs": round(self.epoch, 4),
