@@ -211,3 +211,26 @@ def test_multi_node_path_over_tcp_loopback(repo, tmp_path):
     p = train(2, repo, tmp_path / "tcp", "--steps", "30", env=dict(TCP_LOOPBACK, MPIR_CVAR_DEBUG_SUMMARY="1"))
     assert "provider: tcp" in p.stdout + p.stderr
     assert same_tensors(state(tmp_path / "shm"), state(tmp_path / "tcp"))
+
+
+def test_no_launcher_never_imports_mpi4py(repo, tmp_path):
+    code = ("import sys; from completer.cli import main; "
+            f"rc = main(['train', {str(repo)!r}, '--out', {str(tmp_path / 'run')!r}, '--hidden', '8', '--embed', '4', "
+            "'--batch', '2', '--seq', '8', '--steps', '2']); "
+            "print(rc, 'mpi4py' in sys.modules)")
+    env = {k: v for k, v in os.environ.items() if k not in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE",
+                                                            "SLURM_STEP_NUM_TASKS", "PMIX_RANK")}
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+    assert p.stdout.split() == ["0", "False"], p.stderr
+
+
+def test_launcher_environments():
+    from completer_trainers.launcher import blas_threads, size_from_env
+
+    assert size_from_env({}) is None
+    assert size_from_env({"PMI_SIZE": "4", "PMI_RANK": "1"}) == 4                 # MPICH's Hydra
+    assert size_from_env({"OMPI_COMM_WORLD_SIZE": "8"}) == 8                     # Open MPI
+    assert size_from_env({"SLURM_STEP_NUM_TASKS": "32", "SLURM_PROCID": "3"}) == 32  # srun
+    assert size_from_env({"PMIX_RANK": "0"}) == 0                                # PMIx: size from MPI
+    assert blas_threads(1) == min(os.cpu_count(), len(os.sched_getaffinity(0)))
+    assert blas_threads(os.cpu_count() * 4) == 1

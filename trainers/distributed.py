@@ -152,6 +152,31 @@ class World:
         self.comm.Abort(code)
 
 
+class FlatSum:
+    """Every rank's gradients (scaled by its share of the streams) plus a few scalars, summed over
+    the ranks in a fixed order in one flat float32 buffer; the gradients come back as views into it."""
+
+    def __init__(self, world: World, params: dict, n_extra: int):
+        self.world, self.slices, n = world, {}, 0
+        for k, v in params.items():
+            self.slices[k] = (slice(n, n + v.size), v.shape)
+            n += v.size
+        self.n, N = n, world.size
+        total = -(-(n + n_extra) // N) * N                    # padded to a multiple of N
+        self.flat = np.zeros(total, np.float32)
+        self.scratch = np.zeros(total + total // N, np.float32)
+        self.grads = {k: self.flat[sl].reshape(shape) for k, (sl, shape) in self.slices.items()}
+        self.extra = self.flat[n: n + n_extra]
+
+    def __call__(self, grads: dict, share: float) -> dict:
+        """Sum share * grads (and whatever the caller put in .extra) over the ranks."""
+        f, share = self.flat, np.float32(share)
+        for k, (sl, _) in self.slices.items():
+            np.multiply(grads[k].reshape(-1), share, out=f[sl])
+        self.world.sum_fixed_order(f, self.scratch)
+        return self.grads
+
+
 def shard(batch: int, size: int, rank: int) -> tuple:
     """Rank `rank`'s contiguous streams [lo, hi) of `batch` split `size` ways (sizes differ by <= 1)."""
     return rank * batch // size, (rank + 1) * batch // size
@@ -250,43 +275,31 @@ class DistributedRun(Run):
         self._meta = meta
 
     def _layout(self) -> None:
-        """The flat reduction buffer: every gradient, then loss, rank 0's minutes flag, one signal
-        slot per rank; padded to a multiple of N."""
-        N, n = self.world.size, 0
-        self._slices = {}
-        for k, v in self.model.params.items():
-            self._slices[k] = (slice(n, n + v.size), v.shape)
-            n += v.size
-        self._n = n
-        total = -(-(n + 2 + N) // N) * N
-        self._flat = np.zeros(total, np.float32)
-        self._scratch = np.zeros(total + total // N, np.float32)
-        self._grads = {k: self._flat[sl].reshape(shape) for k, (sl, shape) in self._slices.items()}
+        """The flat reduction: every gradient, then the loss, rank 0's "minutes are up" and one
+        stop-signal slot per rank."""
+        self._sum = FlatSum(self.world, self.model.params, 2 + self.world.size)
 
     # ---- the step --------------------------------------------------------------------------
     def _train_step(self, x, y, drop_rng, stop):
-        o, w, f, n = self.opts, self.world, self._flat, self._n
+        o, w, e = self.opts, self.world, self._sum.extra
         B = o["batch"]
+        share = (self.hi - self.lo) / B
         loss, grads, self.hidden = self.model.loss_and_grads(x, y, self.hidden, drop_rng,
                                                              streams=(self.lo, self.hi, B))
-        share = np.float32((self.hi - self.lo) / B)
-        for k, (sl, _) in self._slices.items():
-            np.multiply(grads[k].reshape(-1), share, out=f[sl])
-        f[n:] = 0.0
-        f[n] = loss * (self.hi - self.lo) / B
+        e[:] = 0.0
+        e[0] = loss * share
         if w.root and o["minutes"] is not None and self.seconds >= o["minutes"] * 60:
-            f[n + 1] = 1.0
-        f[n + 2 + w.rank] = stop.local.signum or 0
-        w.sum_fixed_order(f, self._scratch)
-        loss = float(f[n])
-        self._minutes_up = self._minutes_up or bool(f[n + 1])
-        signals = [int(s) for s in f[n + 2: n + 2 + w.size] if s]
+            e[1] = 1.0
+        e[2 + w.rank] = stop.local.signum or 0
+        grads = self._sum(grads, share)
+        loss = float(e[0])
+        self._minutes_up = self._minutes_up or bool(e[1])
+        signals = [int(s) for s in e[2:] if s]
         if signals and stop.signum is None:
             stop.signum = signals[0]                      # the lowest rank's signal names the stop
         if not math.isfinite(loss):
             self.step += 1
             raise Agreed(str(self._diverged(loss)))
-        grads = self._grads
         norm = optim.clip_global_norm(grads, o["clip"])
         lr = optim.learning_rate(self.step, o["lr"], o["warmup"], self.total_steps)
         self.optimizer.step(self.model.params, grads, lr)
@@ -380,3 +393,33 @@ def run_rank(world: World, body) -> int:
         print(f"completer train: {who}failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
         world.abort(1)
     return 1
+
+
+def bench(world: World, configs, steps: int = 20, warmup: int = 3) -> dict | None:
+    """`completer bench --mpi N` on each rank: chars/s of the data-parallel step (this rank's shard
+    of completer.bench_train's batch: forward, backward, the fixed-order sum, clipping, Adam), the
+    median step over `steps` after `warmup`; rank 0 returns {name: chars/s}, the others None."""
+    import statistics
+
+    from completer import bench_train as bt
+
+    rates = {}
+    lo, hi = shard(bt.BATCH, world.size, world.rank)
+    for name in configs:
+        model = bt.make(name)
+        adam, state, times = optim.Adam(model.params), model.zero_state(hi - lo), []
+        total = FlatSum(world, model.params, 1)
+        for i, (ids, targets) in enumerate(bt.batches(warmup + steps)):
+            world.comm.Barrier()
+            t0 = time.perf_counter()
+            loss, grads, state = model.loss_and_grads(ids[:, lo:hi], targets[:, lo:hi], state)
+            total.extra[0] = loss * (hi - lo) / bt.BATCH
+            grads = total(grads, (hi - lo) / bt.BATCH)
+            optim.clip_global_norm(grads, bt.CLIP)
+            adam.step(model.params, grads, bt.LR)
+            if i >= warmup:
+                times.append(time.perf_counter() - t0)
+        step = np.array([statistics.median(times)])
+        world.comm.Allreduce(world.MPI.IN_PLACE, step, op=world.MPI.MAX)   # the slowest rank's median
+        rates[name] = round(bt.BATCH * bt.WINDOW / float(step[0]))
+    return rates if world.root else None

@@ -58,6 +58,12 @@ def start():
                              "pip install 'completer[mpi]' (or mpi4py built against your MPI)") from None
     comm = MPI.COMM_WORLD
     if comm.Get_size() == 1:
+        if size > 1:  # e.g. srun without an MPI plugin: N copies that would all write one run
+            from completer.errors import CompleterError
+
+            raise CompleterError(f"the launcher started {size} tasks but MPI sees 1 rank (a launcher without "
+                                 f"PMI, e.g. srun without --mpi=pmix or pmi2); start it with mpirun or "
+                                 f"srun --mpi=...")
         return None
     node = comm.Split_type(MPI.COMM_TYPE_SHARED, key=comm.Get_rank())
     if "numpy" not in sys.modules and not any(v in os.environ for v in THREAD_VARS):
@@ -67,3 +73,33 @@ def start():
     from completer_trainers.distributed import World
 
     return World(comm, node)
+
+
+def main(argv=None) -> int:
+    """`mpirun -n N python -m completer_trainers.launcher bench --configs C... --steps S --warmup W`:
+    what `completer bench --mpi N` starts; rank 0 prints one JSON line."""
+    import argparse
+    import json
+
+    p = argparse.ArgumentParser(prog="python -m completer_trainers.launcher")
+    p.add_argument("what", choices=["bench"])
+    p.add_argument("--configs", nargs="+", required=True)
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--warmup", type=int, default=3)
+    args = p.parse_args(argv)
+    world = start()
+    if world is None:
+        print("run under an MPI launcher with 2 or more ranks", file=sys.stderr)
+        return 2
+    from completer_trainers.distributed import bench
+
+    rates = bench(world, args.configs, args.steps, args.warmup)
+    if rates is not None:
+        print(json.dumps({"mpi_train_chars_per_s": rates, "mpi_ranks": world.size,
+                          "mpi_blas_threads": int(os.environ.get("OPENBLAS_NUM_THREADS", "0") or 0)}), flush=True)
+    world.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
