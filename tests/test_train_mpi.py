@@ -234,3 +234,37 @@ def test_launcher_environments():
     assert size_from_env({"PMIX_RANK": "0"}) == 0                                # PMIx: size from MPI
     assert blas_threads(1) == min(os.cpu_count(), len(os.sched_getaffinity(0)))
     assert blas_threads(os.cpu_count() * 4) == 1
+
+
+SUM_SCRIPT = """
+import numpy as np
+from completer_trainers.launcher import start
+w = start()
+from completer_trainers.distributed import FlatSum
+# values over many magnitudes, so that the order of the additions shows in the rounding
+parts = [np.random.default_rng(r).standard_normal(1001).astype(np.float32)
+         * np.float32(10.0) ** np.random.default_rng(r + 100).integers(-6, 6, 1001).astype(np.float32)
+         for r in range(w.size)]
+expected = parts[0].copy()
+for p in parts[1:]:
+    expected += p                                    # rank order
+fs = FlatSum(w, {"g": np.zeros(1001, np.float32)}, 2)
+got = fs({"g": parts[w.rank]}, 1.0)["g"].copy()
+fs.flat[:] = 0
+fs.flat[:1001] = parts[w.rank]
+w.sum_in_rank_order(fs.flat, fs.scratch)
+ok = np.array([np.array_equal(got, expected), np.array_equal(fs.flat[:1001], expected)], np.int64)
+w.comm.Allreduce(w.MPI.IN_PLACE, ok, op=w.MPI.MIN)    # every rank's verdict
+if w.rank == 0:
+    print(w.size, *ok.tolist())
+w.close()
+"""
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_gradient_sum_is_in_rank_order_on_every_rank(n):
+    """The reduction equals parts[0] + parts[1] + ... added in that order, bit for bit, on every
+    rank (3 ranks: the Alltoall/Allgather path; 2 ranks: the library's Allreduce and that path)."""
+    p = run([MPIRUN, "-n", str(n), sys.executable, "-c", SUM_SCRIPT], timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == [str(n), "1", "1"], p.stdout
