@@ -2,7 +2,8 @@
 
 Command modules only define arguments at import time; each imports what it needs inside its
 `run`, so `completer complete` never pays for the trainer or the REPL. A CompleterError becomes
-one line on stderr and exit 2; Ctrl-C exits 130.
+one line on stderr and exit 2; Ctrl-C exits 130 (a second stop signal
+during training's save, SignalExit, 128 + the signal's number).
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import importlib
 import sys
 
 from completer import __version__
-from completer.errors import CompleterError
+from completer.errors import CompleterError, SignalExit
 
 COMMANDS = ["repl", "complete", "sample", "serve", "train", "eval", "bench", "plot", "plugins"]
 
@@ -49,6 +50,11 @@ def main(argv=None) -> int:
     except CompleterError as exc:
         print(f"completer {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except SignalExit as exc:  # a second stop signal during the first one's save
+        import signal
+
+        print(f"completer {args.command}: {signal.Signals(exc.signum).name} again: stopped at once", file=sys.stderr)
+        return 128 + exc.signum
     except KeyboardInterrupt:
         print(f"completer {args.command}: interrupted", file=sys.stderr)
         return 130

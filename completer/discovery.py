@@ -1,21 +1,26 @@
-"""Which files of a repository are source text: the rules `completer train`, `completer eval` and
-the project memory (serve's workspace, the REPL's --project) all use.
+"""Which files of a repository are source text: the discovery rules `completer train` (and `completer
+eval DIR`) share. Runtime module: it imports nothing from completer_trainers.
 
-The training corpus: which files of a repository are used, and how they split.
-
-`discover(repo)` walks a repository for `*.py` files (plus any `include` globs) and reads each as
+`discover(root, include=(), max_bytes=MAX_FILE_BYTES) -> Corpus` walks `root` for `*.py` files (plus
+any `include` globs, matched against the repo-relative path or the file name) and reads each as
 UTF-8 text, skipping what a user would not want to learn from and counting why:
   directories: `.git` and every hidden folder, virtualenvs (any folder with a `pyvenv.cfg`, and
                `venv`/`env`), `site-packages`, `node_modules`, `build`, `dist`, `__pycache__`,
-               `*.egg-info`, and symlink loops (a directory already walked);
-  files:       binary (a NUL byte), not UTF-8, larger than `max_bytes` (default 1 MB), empty,
+               `*.egg-info`, symlink loops (a directory already walked), unreadable ones;
+  files:       anything but a regular file (a FIFO, socket or device would block or never end),
+               binary (a NUL byte), not UTF-8, larger than `max_bytes` (default 1 MB), empty,
                unreadable, or a symlink to a file already taken.
 Text is decoded as UTF-8 (a BOM is dropped) with `\\r\\n` turned into `\\n`, as an editor shows it.
+
+The walk is iterative (an explicit stack, not recursion), so depth is bounded only by the file
+system's path length, not by Python's recursion limit. File names that are not valid UTF-8 keep
+the operating system's bytes as surrogate escapes (`os.fsdecode`); `display(path)` makes one printable.
 """
 from __future__ import annotations
 
 import fnmatch
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,7 +33,7 @@ SKIP_DIRS = {"site-packages": "site-packages", "node_modules": "node_modules", "
 
 @dataclass
 class SourceFile:
-    path: str   # repo-relative, with "/" separators
+    path: str   # repo-relative, with "/" separators (undecodable bytes as surrogate escapes)
     text: str
 
 
@@ -43,6 +48,10 @@ class Corpus:
     def chars(self) -> int:
         return sum(len(f.text) for f in self.files)
 
+    def skip_counts(self) -> dict[str, int]:
+        """{reason: number of files skipped for it}."""
+        return {r: len(v) for r, v in sorted(self.skipped.items())}
+
     def skip_summary(self) -> str:
         """'3 files (1 binary, 2 empty), 2 directories (2 hidden)' or 'nothing'."""
         parts = []
@@ -54,15 +63,19 @@ class Corpus:
         return ", ".join(parts) or "nothing"
 
 
-def _dir_skip_reason(entry: os.DirEntry) -> str | None:
-    name = entry.name
+def display(path: str) -> str:
+    """A path as printable text: undecodable bytes of its name shown as \\xNN."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _dir_skip_reason(name: str, path: str) -> str | None:
     if name.startswith("."):
         return "hidden"
     if name.endswith(".egg-info"):
         return "egg-info"
     if name in SKIP_DIRS:
         return SKIP_DIRS[name]
-    if os.path.isfile(os.path.join(entry.path, "pyvenv.cfg")):
+    if os.path.isfile(os.path.join(path, "pyvenv.cfg")):
         return "virtualenv"
     return None
 
@@ -74,15 +87,24 @@ def _wanted(rel: str, name: str, include) -> bool:
 
 
 def read_source(path, max_bytes: int = MAX_FILE_BYTES) -> tuple[str | None, str | None]:
-    """(text, None) or (None, reason) for one file."""
+    """(text, None) or (None, reason) for one file. Only a regular file is opened (O_NONBLOCK, so
+    that even a FIFO swapped in after the check cannot block the open)."""
     try:
-        size = os.stat(path).st_size
-        if size > max_bytes:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    except OSError:
+        return None, "unreadable"
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return None, "not a regular file"
+        if st.st_size > max_bytes:
             return None, "too large"
-        with open(path, "rb") as f:
+        with os.fdopen(fd, "rb", closefd=False) as f:
             data = f.read(max_bytes + 1)
     except OSError:
         return None, "unreadable"
+    finally:
+        os.close(fd)
     if len(data) > max_bytes:
         return None, "too large"
     if b"\0" in data:
@@ -97,9 +119,9 @@ def read_source(path, max_bytes: int = MAX_FILE_BYTES) -> tuple[str | None, str 
     return text, None
 
 
-def discover(repo, include=None, max_bytes: int = MAX_FILE_BYTES) -> Corpus:
-    """Every usable source file under `repo`, sorted by path, and what was skipped and why."""
-    root = Path(repo).expanduser()
+def discover(root, include=(), max_bytes: int = MAX_FILE_BYTES) -> Corpus:
+    """Every usable source file under `root`, sorted by path, and what was skipped and why."""
+    root = Path(root).expanduser()
     if not root.exists():
         raise CompleterError(f"no such directory: {root}")
     if not root.is_dir():
@@ -111,18 +133,21 @@ def discover(repo, include=None, max_bytes: int = MAX_FILE_BYTES) -> Corpus:
     def skip(d, reason, rel):
         d.setdefault(reason, []).append(rel)
 
-    def walk(path: str, rel: str):
+    stack = [(str(root), "")]                                   # (path, repo-relative path)
+    while stack:
+        path, rel = stack.pop()
         try:
             st = os.stat(path)
+            if (st.st_dev, st.st_ino) in seen_dirs:
+                skip(skipped_dirs, "symlink loop", rel)
+                continue
+            seen_dirs.add((st.st_dev, st.st_ino))
+            with os.scandir(path) as it:
+                entries = sorted(it, key=lambda e: e.name)
         except OSError:
-            return skip(skipped_dirs, "unreadable", rel or ".")
-        if (st.st_dev, st.st_ino) in seen_dirs:
-            return skip(skipped_dirs, "symlink loop", rel)
-        seen_dirs.add((st.st_dev, st.st_ino))
-        try:
-            entries = sorted(os.scandir(path), key=lambda e: e.name)
-        except OSError:
-            return skip(skipped_dirs, "unreadable", rel or ".")
+            skip(skipped_dirs, "unreadable", rel or ".")
+            continue
+        subdirs = []
         for e in entries:
             erel = f"{rel}/{e.name}" if rel else e.name
             try:
@@ -130,11 +155,11 @@ def discover(repo, include=None, max_bytes: int = MAX_FILE_BYTES) -> Corpus:
             except OSError:
                 is_dir = False
             if is_dir:
-                reason = _dir_skip_reason(e)
+                reason = _dir_skip_reason(e.name, e.path)
                 if reason:
                     skip(skipped_dirs, reason, erel)
                 else:
-                    walk(e.path, erel)
+                    subdirs.append((e.path, erel))
                 continue
             if not _wanted(erel, e.name, include):
                 continue
@@ -142,6 +167,9 @@ def discover(repo, include=None, max_bytes: int = MAX_FILE_BYTES) -> Corpus:
                 st = os.stat(e.path)
             except OSError:
                 skip(skipped, "unreadable", erel)
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                skip(skipped, "not a regular file", erel)
                 continue
             if (st.st_dev, st.st_ino) in seen_files:
                 skip(skipped, "duplicate (symlink)", erel)
@@ -152,7 +180,6 @@ def discover(repo, include=None, max_bytes: int = MAX_FILE_BYTES) -> Corpus:
                 skip(skipped, reason, erel)
             else:
                 files.append(SourceFile(erel, text))
-
-    walk(str(root), "")
+        stack.extend(reversed(subdirs))                         # depth first, in name order
     files.sort(key=lambda f: f.path)
     return Corpus(root, files, skipped, skipped_dirs)

@@ -114,9 +114,12 @@ class CharModel:
         return h @ self.params["head.W"] + self.params["head.b"], new_state
 
     # ---- a window: forward, loss, backward ----------------------------------------------
-    def forward(self, ids, state, dropout_rng=None, table=None):
+    def forward(self, ids, state, dropout_rng=None, table=None, streams=None):
         """ids (T, B) -> logits (T, B, V), final state, cache for backward.
         `table` = input_table(), for a caller reading many short windows with the same weights.
+        `streams` = (lo, hi, B_all) when these B = hi - lo streams are columns lo:hi of a batch of
+        B_all (data-parallel training): dropout masks are drawn for all B_all streams and sliced, so
+        each shard uses exactly the masks one process training the whole batch would draw.
 
         Regularisation, only when a dropout_rng is given (training): dropout (inverted) on each
         layer's output, i.e. between layers and before the head; and weight drop (DropConnect,
@@ -141,7 +144,12 @@ class CharModel:
             final.append(s)
             mask = None
             if drop:
-                mask = (dropout_rng.random(hs.shape) >= drop).astype(hs.dtype) / (1.0 - drop)
+                if streams is None:
+                    u = dropout_rng.random(hs.shape)
+                else:
+                    lo, hi, B_all = streams
+                    u = dropout_rng.random((T, B_all) + hs.shape[2:])[:, lo:hi]
+                mask = (u >= drop).astype(hs.dtype) / (1.0 - drop)
                 hs = hs * mask
             layer_caches.append((x, cache, mask, p, wmasks))
             x = hs
@@ -209,9 +217,10 @@ class CharModel:
         self._pool.give(xp_buf)  # the first layer's xp: a cell may have kept it in its cache
         return grads, dstate0
 
-    def loss_and_grads(self, ids, targets, state, dropout_rng=None):
-        """One window of truncated BPTT: mean loss (nats), grads, final state (to carry on)."""
-        logits, final, cache = self.forward(ids, state, dropout_rng)
+    def loss_and_grads(self, ids, targets, state, dropout_rng=None, streams=None):
+        """One window of truncated BPTT: mean loss (nats), grads, final state (to carry on).
+        `streams`: see forward (a data-parallel shard of a larger batch)."""
+        logits, final, cache = self.forward(ids, state, dropout_rng, streams=streams)
         loss, dlogits = self.softmax_xent(logits, targets)
         grads, _ = self.backward(cache, dlogits)
         return loss, grads, final

@@ -78,3 +78,12 @@ def test_bad_config_is_one_line_and_exit_2(config):
     out = run_cli("--configs", "rnn-8x1", config, "--steps", "1")  # refused before measuring
     assert out.returncode == 2
     assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
+
+
+def test_bench_mpi_measures_the_data_parallel_step_beside_the_single_process():
+    out = run_cli("--json", "--mpi", "2", "--configs", "rnn-8x1", "--steps", "2", "--warmup", "0", "--no-latency")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert set(result["train_chars_per_s"]) == set(result["mpi_train_chars_per_s"]) == {"rnn-8x1"}
+    assert result["mpi_ranks"] == 2 and result["mpi_blas_threads"] == 1   # 2 cores / 2 ranks on the node
+    assert result["mpi_train_chars_per_s"]["rnn-8x1"] > 0 and result["mpi_speedup"]["rnn-8x1"] > 0

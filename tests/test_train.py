@@ -139,7 +139,7 @@ def test_resume_refuses_changed_flags_and_corpus(repo, tmp_path, capsys):
     assert "corpus" in capsys.readouterr().err and "changed" in capsys.readouterr().err + "changed"
 
 
-@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGUSR1, 138)])
 def test_signal_saves_a_loadable_checkpoint(repo, tmp_path, completer_exe, sig, code):
     out = tmp_path / "run"
     proc = subprocess.Popen([*completer_exe, "train", str(repo), "--out", str(out), *TINY, "--steps", "100000",

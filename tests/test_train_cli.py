@@ -75,7 +75,7 @@ def test_bad_output_paths(repo, tmp_path, capsys):
     busy = tmp_path / "busy"
     busy.mkdir()
     (busy / "something").write_text("x")
-    fails(capsys, ["train", str(repo), "--out", str(busy), *TINY], "not empty; use --resume")
+    fails(capsys, ["train", str(repo), "--out", str(busy), *TINY], "not empty and holds no state.safetensors")
     assert no_checkpoints(busy)
 
 

@@ -5,6 +5,10 @@ resulting N ids are cut into B contiguous rows of L = N // B characters. Window 
 is columns [k*T, k*T + T] of every row: inputs ids[:, kT : kT+T], targets shifted by one. The
 hidden state is carried from window to window and reset when the streams wrap to a new epoch
 (all rows wrap together). The position (epoch, window) is all that resuming needs.
+
+`rows=(lo, hi)` keeps only rows lo..hi-1 (a data-parallel rank's share of the B streams): the
+epoch's rows are then cut from the shuffled files without building the whole concatenation, so a
+rank holds its share of the corpus per epoch, not all of it; windows are (T, hi - lo).
 """
 from __future__ import annotations
 
@@ -14,8 +18,9 @@ from completer.errors import CompleterError
 
 
 class Streams:
-    def __init__(self, docs: list[np.ndarray], batch: int, seq: int, seed: int = 0):
+    def __init__(self, docs: list[np.ndarray], batch: int, seq: int, seed: int = 0, rows: tuple | None = None):
         self.docs, self.B, self.T, self.seed = docs, batch, seq, seed
+        self.lo, self.hi = rows if rows is not None else (0, batch)
         self.N = int(sum(len(d) for d in docs))
         self.L = self.N // batch                                   # characters per row
         if self.L < seq + 1:
@@ -30,11 +35,19 @@ class Streams:
         return self.B * self.T
 
     def rows(self, epoch: int) -> np.ndarray:
-        """(B, L) ids of an epoch: the files in a seeded order, cut into B rows."""
+        """(hi - lo, L) ids of an epoch: the files in a seeded order, cut into B rows, rows lo..hi-1."""
         if self._rows_epoch != epoch:
             order = np.random.default_rng([self.seed, epoch]).permutation(len(self.docs))
-            ids = np.concatenate([self.docs[i] for i in order])
-            self._rows = ids[: self.B * self.L].reshape(self.B, self.L)
+            a, b = self.lo * self.L, self.hi * self.L        # this share's range of the concatenation
+            pieces, start = [], 0
+            for i in order:
+                d = self.docs[i]
+                end = start + len(d)
+                if end > a and start < b:
+                    pieces.append(d[max(a - start, 0): min(b, end) - start])
+                start = end
+            ids = np.concatenate(pieces) if pieces else np.zeros(0, np.int32)
+            self._rows = ids.reshape(self.hi - self.lo, self.L)
             self._rows_epoch = epoch
         return self._rows
 

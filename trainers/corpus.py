@@ -1,13 +1,7 @@
-"""The training corpus: which files of a repository are used, and how they split.
+"""The training corpus: which files of a repository are used (completer.discovery), and how they split.
 
-`discover(repo)` (completer.discovery, shared with `completer eval` and the project memory) walks a repository for `*.py` files (plus any `include` globs) and reads each as
-UTF-8 text, skipping what a user would not want to learn from and counting why:
-  directories: `.git` and every hidden folder, virtualenvs (any folder with a `pyvenv.cfg`, and
-               `venv`/`env`), `site-packages`, `node_modules`, `build`, `dist`, `__pycache__`,
-               `*.egg-info`, and symlink loops (a directory already walked);
-  files:       binary (a NUL byte), not UTF-8, larger than `max_bytes` (default 1 MB), empty,
-               unreadable, or a symlink to a file already taken.
-Text is decoded as UTF-8 (a BOM is dropped) with `\\r\\n` turned into `\\n`, as an editor shows it.
+Discovery lives in the runtime package (`completer/discovery.py`: `completer eval DIR` uses the same
+rules); this module re-exports it for the trainer.
 
 `split(files, val_fraction, seed, heldout)` divides whole files (never one cut text stream):
 held-out files (repo-relative paths) are set aside entirely, then files of the rest, in an order drawn
@@ -22,9 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from completer.discovery import MAX_FILE_BYTES, Corpus, SourceFile, discover, read_source  # noqa: F401
+from completer.discovery import MAX_FILE_BYTES, Corpus, SourceFile, discover, display, read_source  # noqa: F401
 from completer.errors import CompleterError
-
 
 def split(files: list[SourceFile], val_fraction: float = 0.1, seed: int = 0, heldout=(), val_paths=()):
     """(train, val, held): whole files. val_paths names the validation files; else val_fraction
@@ -73,6 +66,6 @@ def digest(train: list[SourceFile], val: list[SourceFile]) -> str:
     h = hashlib.sha256()
     for side, group in (("train", train), ("val", val)):
         for f in sorted(group, key=lambda f: f.path):
-            h.update(f"{side}\0{f.path}\0".encode())
+            h.update(f"{side}\0{f.path}\0".encode("utf-8", "surrogateescape"))
             h.update(hashlib.sha256(f.text.encode("utf-8", "surrogatepass")).digest())
     return h.hexdigest()

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from completer import checkpoint
-from completer.errors import CompleterError
+from completer.errors import CompleterError, SignalExit
 from completer.model import CharModel, ModelConfig
 from completer.vocab import Vocab
 from completer_trainers import corpus as corpus_mod
@@ -63,21 +63,25 @@ def _fmt_duration(s: float) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
+
+
 class StopSignal:
-    """SIGINT/SIGTERM set a flag the loop checks between windows; a second signal stops at once."""
+    """SIGINT/SIGTERM/SIGUSR1 set a flag the loop checks between windows; a second one stops at once
+    (SignalExit: the exit code is still 128 + the first signal's number)."""
 
     def __init__(self):
         self.signum, self._old = None, {}
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
-            for s in (signal.SIGINT, signal.SIGTERM):
+            for s in STOP_SIGNALS:
                 self._old[s] = signal.signal(s, self._handle)
         return self
 
     def _handle(self, signum, frame):
         if self.signum is not None:
-            raise KeyboardInterrupt
+            raise SignalExit(self.signum)
         self.signum = signum
 
     def __exit__(self, *exc):
@@ -161,11 +165,18 @@ class Run:
             if self.force:
                 raise CompleterError("--resume and --force are contradictory")
             if not state_path.is_file():
-                raise CompleterError(f"--resume: {state_path} does not exist (nothing to resume)")
+                if out.is_dir() and any(out.iterdir()):
+                    raise CompleterError(f"--resume: nothing to resume, {out} holds no {STATE} (the run stopped "
+                                         f"before its first save); start it over with --force instead of --resume")
+                raise CompleterError(f"--resume: nothing to resume in {out} (no {STATE}); start a new run "
+                                     f"without --resume")
             saved = read_state_meta(state_path)
         elif out.is_dir() and any(out.iterdir()) and not self.force:
-            raise CompleterError(f"--out {out}: directory exists and is not empty; use --resume to continue "
-                                 f"that run or --force to start over")
+            if state_path.is_file():
+                raise CompleterError(f"--out {out}: holds a run; use --resume to continue it or --force to "
+                                     f"start over")
+            raise CompleterError(f"--out {out}: directory is not empty and holds no {STATE} (nothing to resume; "
+                                 f"a run there stopped before its first save?); start over in it with --force")
         self.opts = o = self._resolve_options(saved["options"] if saved else None)
 
         # corpus and split
@@ -209,6 +220,7 @@ class Run:
         self.step, self.seconds, self.train_seconds = 0, 0.0, 0.0
         self.best_val, self.best_step, self.bad_vals, self.last_val, self.validated_step = None, None, 0, None, -1
         self.recent = []  # the last log_every training losses (nats), for the reported train bpc
+        self.saved_step = None  # the step of the resume state on disk
         if saved:
             self._load_state(state_path, saved)
 
@@ -249,17 +261,25 @@ class Run:
                 "best_val": self.best_val, "best_step": self.best_step, "bad_vals": self.bad_vals,
                 "last_val": self.last_val, "validated_step": self.validated_step, "recent": self.recent}
 
-    def _save_state(self) -> None:
+    def full_hidden(self) -> list:
+        """The carried hidden state of all B streams (a data-parallel run gathers its shards)."""
+        return self.hidden
+
+    def state_bytes(self) -> bytes:
+        """The resume state as a safetensors file: every tensor and the JSON metadata."""
         from safetensors.numpy import save as st_save
 
         tensors = {f"param.{k}": v for k, v in self.model.params.items()}
         tensors.update(self.optimizer.state_tensors())
-        for l, s in enumerate(self.hidden):
+        for l, s in enumerate(self.full_hidden()):
             for i, a in enumerate(s):
                 tensors[f"hidden.{l}.{i}"] = a
         tensors = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()}
-        data = st_save(tensors, metadata={STATE_KEY: json.dumps(self._state_meta())})
-        checkpoint.atomic_write(self.out / STATE, data)
+        return st_save(tensors, metadata={STATE_KEY: json.dumps(self._state_meta())})
+
+    def _save_state(self) -> None:
+        checkpoint.atomic_write(self.out / STATE, self.state_bytes())
+        self.saved_step = self.step
 
     def _load_state(self, path: Path, meta: dict) -> None:
         from safetensors import SafetensorError
@@ -269,6 +289,9 @@ class Run:
             t = load_file(str(path))
         except (SafetensorError, OSError, ValueError) as exc:
             raise CompleterError(f"{path}: corrupt resume state ({str(exc).splitlines()[0]})") from None
+        self.load_state_tensors(t, meta, path)
+
+    def load_state_tensors(self, t: dict, meta: dict, path="resume state") -> None:
         params = {}
         for k, shape in self.model.expected_shapes().items():
             a = t.get(f"param.{k}")
@@ -285,6 +308,7 @@ class Run:
         self.rng.bit_generator.state = meta["rng"]
         self.streams.seek(meta["stream"])
         self.step, self.seconds, self.train_seconds = meta["step"], meta["seconds"], meta["train_seconds"]
+        self.saved_step = self.step
         self.best_val, self.best_step, self.bad_vals = meta["best_val"], meta["best_step"], meta["bad_vals"]
         self.last_val, self.validated_step, self.recent = meta["last_val"], meta["validated_step"], meta["recent"]
 
@@ -328,12 +352,16 @@ class Run:
         return open(path, "a", encoding="utf-8")
 
     def _prepare_out(self) -> None:
-        """Create RUN_DIR (or clear our files from it under --force) and prove it is writable."""
+        """Create RUN_DIR (or clear our files from it under --force), remove the temporaries an
+        earlier, killed run left behind (`.NAME.XXXX.tmp` of atomic_write), prove it is writable."""
         try:
             self.out.mkdir(parents=True, exist_ok=True)
             if self.force and not self.resume:
                 for name in RUN_FILES:
                     (self.out / name).unlink(missing_ok=True)
+            for name in RUN_FILES + (".write-test",):
+                for tmp in self.out.glob(f".{name}.*.tmp"):
+                    tmp.unlink(missing_ok=True)
             checkpoint.atomic_write(self.out / ".write-test", b"")
             (self.out / ".write-test").unlink()
         except OSError as exc:
@@ -374,27 +402,50 @@ class Run:
                 f"{self.streams.windows_per_epoch} steps per epoch")
 
     def train(self) -> dict:
-        o, log = self.opts, self.log
+        self._start()
+        try:
+            try:
+                with StopSignal() as local:
+                    stop = self._stop_for(local)
+                    reason = self._loop(stop)
+                    summary = self._finish(reason)
+            finally:
+                self._metrics_file.close()
+        except OSError as exc:  # e.g. ENOSPC from a save: atomic writes left every file whole
+            raise self._write_error(exc) from None
+        summary["signal"] = stop.signum
+        return summary
+
+    def _stop_for(self, local: StopSignal):
+        """What the loop asks whether to stop: this process's signals (a data-parallel run: the ranks'
+        agreed decision)."""
+        return local
+
+    def _start(self) -> None:
+        """Run directory, the corpus and model description, metrics file."""
+        log = self.log
         self._prepare_out()
         log(self.describe())
         if self.verbose:
             for what, d in (("file", self.corpus.skipped), ("directory", self.corpus.skipped_dirs)):
                 for reason, paths in sorted(d.items()):
                     for p in paths:
-                        log(f"  skipped {what} {p}: {reason}")
+                        log(f"  skipped {what} {corpus_mod.display(p)}: {reason}")
             for f in self.val_files:
-                log(f"  validation file {f.path}")
+                log(f"  validation file {corpus_mod.display(f.path)}")
         if self.resume:
             log(f"resume: {self.out} at step {self.step} (epoch {self.epoch:.2f})")
-        self._metrics_file = self._open_metrics()
         try:
-            with StopSignal() as stop:
-                reason = self._loop(stop)
-                summary = self._finish(reason)
-        finally:
-            self._metrics_file.close()
-        summary["signal"] = stop.signum
-        return summary
+            self._metrics_file = self._open_metrics()
+        except OSError as exc:
+            raise self._write_error(exc) from None
+
+    def _write_error(self, exc: OSError) -> CompleterError:
+        what = f"{exc.strerror or exc}" + (f" ({exc.filename})" if exc.filename else "")
+        saved = (f"the last complete save (step {self.saved_step}) is intact; free space and continue with "
+                 f"--resume" if self.saved_step is not None else
+                 "nothing was saved yet; free space and start over with --force")
+        return CompleterError(f"cannot write to {self.out}: {what}; every file there is whole, {saved}")
 
     def _done(self) -> str | None:
         o = self.opts
@@ -445,9 +496,19 @@ class Run:
         return (f"step {self.step}{total}  epoch {self.epoch:.2f}  loss {loss} bpc  val {val} bpc  "
                 f"{_fmt_count(cps)} chars/s  ETA {eta}")
 
+    def _train_step(self, x, y, drop_rng, stop):
+        """One optimizer step on a window: (mean loss in nats, gradient norm before clipping, lr)."""
+        o = self.opts
+        loss, grads, self.hidden = self.model.loss_and_grads(x, y, self.hidden, drop_rng)
+        norm = optim.clip_global_norm(grads, o["clip"])
+        lr = optim.learning_rate(self.step, o["lr"], o["warmup"], self.total_steps)
+        self.optimizer.step(self.model.params, grads, lr)
+        return loss, norm, lr
+
     def _loop(self, stop) -> str:
         o, model, streams = self.opts, self.model, self.streams
-        drop_rng = self.rng if model.config.dropout > 0 else None
+        # dropout and weight drop draw from the same generator; either one needs it
+        drop_rng = self.rng if model.config.dropout > 0 or model.config.weight_drop > 0 else None
         session_start = last_print = time.perf_counter()
         seconds0, session_steps, session_train_s = self.seconds, 0, 0.0
         cpw = streams.chars_per_window
@@ -463,12 +524,9 @@ class Run:
                 return "interrupted"
             x, y, reset = streams.next()                              # (T, B) each
             if reset:
-                self.hidden = model.zero_state(o["batch"])
+                self.hidden = model.zero_state(x.shape[1])
             t0 = time.perf_counter()
-            loss, grads, self.hidden = model.loss_and_grads(x, y, self.hidden, drop_rng)
-            norm = optim.clip_global_norm(grads, o["clip"])
-            lr = optim.learning_rate(self.step, o["lr"], o["warmup"], self.total_steps)
-            self.optimizer.step(model.params, grads, lr)
+            loss, norm, lr = self._train_step(x, y, drop_rng, stop)
             dt = time.perf_counter() - t0
             self.step += 1
             session_steps += 1
@@ -476,9 +534,7 @@ class Run:
             self.train_seconds += dt
             self.seconds = seconds0 + time.perf_counter() - session_start
             if not math.isfinite(loss):
-                raise CompleterError(f"training diverged at step {self.step} (loss {loss}); start again with a "
-                                     f"lower --lr (--force), or fine-tune {self.out / 'best.safetensors'} "
-                                     f"with --init and a lower --lr")
+                raise self._diverged(loss)
             self.recent = (self.recent + [loss])[-o["log_every"]:]
             if self.step % o["log_every"] == 0:
                 self._write_metrics({"kind": "train", "step": self.step, "epoch": round(self.epoch, 4),
@@ -496,12 +552,19 @@ class Run:
                 last_print = time.perf_counter()
             self.seconds = seconds0 + time.perf_counter() - session_start
 
+    def _diverged(self, loss) -> CompleterError:
+        return CompleterError(f"training diverged at step {self.step} (loss {loss}); start again with a "
+                              f"lower --lr (--force), or fine-tune {self.out / 'best.safetensors'} "
+                              f"with --init and a lower --lr")
+
     def _finish(self, reason: str) -> dict:
-        interrupted = reason == "interrupted"
-        if interrupted:
+        if reason == "interrupted":
             self.save(best=False)  # no validation: the user asked to stop now
         elif self.validated_step != self.step:
             self._validate_and_save(lambda: False)
+        return self._summary(reason)
+
+    def _summary(self, reason: str) -> dict:
         cps = self.step * self.streams.chars_per_window / self.train_seconds if self.train_seconds else 0.0
         best = self.out / checkpoint.BEST
         summary = {"steps": self.step, "epochs": round(self.epoch, 4),

@@ -30,6 +30,12 @@ def add_parser(sub):
     p.add_argument("--latency-files", nargs="+", metavar="PY", default=None,
                    help="Python files to replay keystroke by keystroke for the latency figures "
                         "(default: completer's own engine.py and server/jsonrpc.py)")
+    p.add_argument("--mpi", type=positive_int, default=None, metavar="N",
+                   help="also measure data-parallel training over N MPI ranks (mpirun -n N, one BLAS thread "
+                        "per core's share), each config alternating with the single process; needs "
+                        "pip install 'completer[mpi]'")
+    p.add_argument("--mpirun", default=None, metavar="CMD",
+                   help="the MPI launcher for --mpi (default: the mpirun beside this Python, else on PATH)")
     p.add_argument("--no-train", action="store_true", help="skip the training throughput")
     p.add_argument("--no-latency", action="store_true", help="skip the latency figures")
     add_model_arg(p)
@@ -46,7 +52,9 @@ def run(args) -> int:
     for name in configs:  # validate everything before spending minutes measuring
         bench_train.validate_config(name)
     result = {}
-    if not args.no_train:
+    if not args.no_train and args.mpi:
+        result.update(_with_mpi(args, configs))
+    elif not args.no_train:
         result.update(bench_train.measure(configs, steps=args.steps, warmup=args.warmup))
         if args.phases:
             result["phases_ms"] = {name: bench_train.phases(name, steps=args.steps) for name in configs}
@@ -64,10 +72,45 @@ def run(args) -> int:
         return 0
     for name, rate in result.get("train_chars_per_s", {}).items():
         print(f"{name:12s} {rate:10d} chars/s (training)")
+    for name, rate in result.get("mpi_train_chars_per_s", {}).items():
+        print(f"{name:12s} {rate:10d} chars/s (training, {result['mpi_ranks']} MPI ranks, "
+              f"{result['mpi_speedup'][name]:.2f}x)")
     for name, ph in result.get("phases_ms", {}).items():
         print(f"{name:12s} " + "  ".join(f"{k} {v:.1f}" for k, v in ph.items()) + "  (ms per step)")
     for key, value in result.items():
-        if key not in ("train_chars_per_s", "phases_ms", "batch", "window", "embed", "vocab", "dtype", "steps",
+        if key not in ("train_chars_per_s", "phases_ms", "mpi_train_chars_per_s", "mpi_speedup", "batch", "window", "embed", "vocab", "dtype", "steps",
                        "blas_threads"):
             print(f"{key}: {value}")
     return 0
+
+
+def _with_mpi(args, configs) -> dict:
+    """Per config, the single process and then `mpirun -n N` (completer_trainers.launcher bench)."""
+    import shutil
+    import subprocess
+    import sys
+
+    from completer import bench_train
+
+    launcher = args.mpirun or str(Path(sys.executable).with_name("mpirun"))
+    if not Path(launcher).is_file() and not shutil.which(launcher):
+        launcher = shutil.which("mpirun") or shutil.which("mpiexec")
+        if not launcher:
+            raise CompleterError("--mpi: no mpirun found; pip install 'completer[mpi]' or give --mpirun")
+    result, mpi = None, {}
+    for name in configs:
+        single = bench_train.measure([name], steps=args.steps, warmup=args.warmup)
+        result = single if result is None else {**result, "train_chars_per_s": {
+            **result["train_chars_per_s"], **single["train_chars_per_s"]}}
+        p = subprocess.run([launcher, "-n", str(args.mpi), sys.executable, "-m", "completer_trainers.launcher",
+                            "bench", "--configs", name, "--steps", str(args.steps), "--warmup", str(args.warmup)],
+                           capture_output=True, text=True)
+        lines = [l for l in p.stdout.splitlines() if l.startswith("{")]
+        if p.returncode != 0 or not lines:
+            err = (p.stderr.strip().splitlines() or ["no output"])[-1]
+            raise CompleterError(f"--mpi {args.mpi}: {launcher} failed (exit {p.returncode}): {err}")
+        out = json.loads(lines[-1])
+        mpi.setdefault("mpi_train_chars_per_s", {}).update(out["mpi_train_chars_per_s"])
+        mpi["mpi_ranks"], mpi["mpi_blas_threads"] = out["mpi_ranks"], out["mpi_blas_threads"]
+    mpi["mpi_speedup"] = {n: round(r / result["train_chars_per_s"][n], 3) for n, r in mpi["mpi_train_chars_per_s"].items()}
+    return {**result, **mpi}

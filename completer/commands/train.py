@@ -1,7 +1,9 @@
 """`completer train REPO_DIR --out RUN_DIR`: train a model on every Python file of a repository.
 
 The work happens in completer_trainers.loop.Run; this module only defines the flags, prints the
-summary, draws the plot and maps a signal to its exit code (SIGINT 130, SIGTERM 143).
+summary, draws the plot and maps a signal to its exit code (SIGINT 130, SIGTERM 143, SIGUSR1 138).
+Under an MPI launcher (`mpirun -n N completer train ...`) it runs completer_trainers.distributed's
+DistributedRun on every rank, and only rank 0 prints.
 """
 from __future__ import annotations
 
@@ -90,14 +92,32 @@ OPTION_FLAGS = ("cell", "hidden", "layers", "embed", "dropout", "weight_drop", "
 
 
 def run(args) -> int:
+    from completer_trainers import launcher
+
+    world = launcher.start()  # None without an MPI launcher: then mpi4py is never imported
+    if world is None:
+        return _train(args, None)
+    from completer_trainers.distributed import run_rank
+
+    return run_rank(world, lambda: _train(args, world))
+
+
+def _train(args, world) -> int:
     from completer_trainers.loop import Run
     from completer_trainers.plot import plot_run
 
     options = {k: getattr(args, k) for k in OPTION_FLAGS}
     options["max_file_bytes"] = args.max_file_kb * 1000 if args.max_file_kb else None
-    trainer = Run(args.repo, args.out, options, resume=args.resume, init=args.init, force=args.force,
-                  verbose=args.verbose)
+    kw = dict(resume=args.resume, init=args.init, force=args.force, verbose=args.verbose)
+    if world is None:
+        trainer = Run(args.repo, args.out, options, **kw)
+    else:
+        from completer_trainers.distributed import DistributedRun
+
+        trainer = DistributedRun(world, args.repo, args.out, options, **kw)
     s = trainer.train()
+    if world is not None and not world.root:  # rank 0 reports and plots; the others exit alike
+        return 128 + s["signal"] if s["signal"] is not None else 0
 
     def f(x):
         return "-" if x is None else f"{x:.3f}"
