@@ -10,9 +10,11 @@
      length from the text read; and an identifier model, a match model keyed by the identifier
      typed so far (2+ characters, begun where an identifier begins), which completes names seen once;
    - the mixer: p(c) proportional to exp(sum_j w[s][j] * L_j(c)) over the inputs L_j = log-
-     probabilities of the network, the n-gram and the three match models; the weight set s is chosen
-     by the match length, the highest n-gram order whose context was seen, and whether the match
-     agrees with the network; the weights learn online on the log loss of real characters.
+     probabilities of the network, the n-gram and the three match models; each weight is the sum of
+     one row of three tables, chosen by (the match length, the highest n-gram order whose context
+     was seen, whether the match agrees with the network), (the class of the last character, in
+     indentation or not) and (the n-gram's largest probability); the weights learn online on the
+     log loss of real characters.
 
    Prediction is stateless: it takes the context (the last <= CTX character ids, most recent
    last), so a decoder may extend it with generated characters and nothing is counted. Only
@@ -32,7 +34,10 @@
 #define NMATCH 3        /* the match models: short, long, identifier */
 #define NLEN 5          /* match-length classes */
 #define NORD 4          /* highest-order classes */
-#define NSETS (NLEN * NORD * 2)
+#define NSEL0 (NLEN * NORD * 2)   /* weight sets by match length, order seen, agreement */
+#define NSEL1 16                   /* by the class of the last character, in indentation or not */
+#define NSEL2 8                    /* by the n-gram's confidence (its largest probability) */
+#define NSETS (NSEL0 + NSEL1 + NSEL2)  /* a weight is the sum of one row of each */
 #define LOW_SLOTS 62    /* orders 1-2: many followers per context (a 256-byte bucket) */
 #define HIGH_SLOTS 14   /* orders >= 3: few followers (a 64-byte bucket) */
 #define MBUCKETS 16     /* match confidence classes by length */
@@ -57,10 +62,13 @@ typedef struct {
                                    -> position of the follower + 1 */
     uint64_t mmask;
     double mhit[NMATCH][MBUCKETS], mtry[NMATCH][MBUCKETS];
-    uint8_t *ident;             /* (V,) 1 for the characters of identifiers [A-Za-z0-9_] */
+    uint8_t *cls;               /* (V,) character classes: 0 other, 1 letter, 2 digit, 3 _, 4 space,
+                                   5 newline, 6 opening bracket, 7 closing bracket or quote */
     float w[NSETS][NIN];
     float lr;
 } Memory;
+
+#define IDENT(m, c) ((m)->cls[c] >= 1 && (m)->cls[c] <= 3)
 
 static uint64_t mix64(uint64_t h) {
     h ^= h >> 33; h *= 0xff51afd7ed558ccdULL; h ^= h >> 33; h *= 0xc4ceb9fe1a85ec53ULL; h ^= h >> 33;
@@ -169,7 +177,7 @@ static uint64_t match_key(const int32_t *ctx, int L, int len) {
 /* the length of the identifier that ends ctx (0 if none, or if it runs past the context) */
 static int ident_run(Memory *m, const int32_t *ctx, int L) {
     int r = 0;
-    while (r < L && m->ident[ctx[L - 1 - r]]) r++;
+    while (r < L && IDENT(m, ctx[L - 1 - r])) r++;
     return r == L && L == CTX ? 0 : r;
 }
 
@@ -195,7 +203,7 @@ static int match_predict(Memory *m, int j, const int32_t *ctx, int L, int *len) 
     if (k < mn) return -1;     /* a hash collision, or a seam in the history */
     if (j == 2) {              /* the identifier: the same prefix, begun where an identifier begins */
         k = mn;
-        if (pos >= oldest + (uint64_t)k + 1 && m->ident[m->hist[(pos - 1 - k) & m->hmask]]) return -1;
+        if (pos >= oldest + (uint64_t)k + 1 && IDENT(m, m->hist[(pos - 1 - k) & m->hmask])) return -1;
     }
     *len = k;
     return m->hist[pos & m->hmask];
@@ -240,8 +248,17 @@ static int mix(Memory *m, const int32_t *ctx, int L, const float *net, float *in
     }
     int lb = mlen == 0 ? 0 : mlen < 12 ? 1 : mlen < 20 ? 2 : mlen < 32 ? 3 : 4;
     int ob = seen <= 2 ? 0 : seen <= 5 ? 1 : seen <= 10 ? 2 : 3;
-    int s = (lb * NORD + ob) * 2 + (mpred == best);
-    float *w = m->w[s], zmax = -INFINITY;
+    int s0 = (lb * NORD + ob) * 2 + (mpred == best);
+    int last = L ? m->cls[ctx[L - 1]] : 5, indent = 1;
+    for (int k = L - 1; k >= 0 && ctx[k] >= 0 && m->cls[ctx[k]] != 5; k--) if (m->cls[ctx[k]] != 4) { indent = 0; break; }
+    int s1 = NSEL0 + last * 2 + indent;
+    double pmax = 0;
+    for (int c = 0; c < V; c++) if (p[c] > pmax) pmax = p[c];
+    int s2 = NSEL0 + NSEL1 + (pmax < 0.2 ? 0 : pmax < 0.4 ? 1 : pmax < 0.6 ? 2 : pmax < 0.8 ? 3 : pmax < 0.9 ? 4 :
+                              pmax < 0.95 ? 5 : pmax < 0.99 ? 6 : 7);
+    int s = s0 | s1 << 8 | s2 << 16;
+    float w[NIN], zmax = -INFINITY;
+    for (int j = 0; j < NIN; j++) w[j] = m->w[s0][j] + m->w[s1][j] + m->w[s2][j];
     for (int c = 0; c < V; c++) {
         float z;
         if (isinf(net[c]) && net[c] < 0) z = -INFINITY;   /* the network's exclusions stand (UNK) */
@@ -262,8 +279,10 @@ static void mixer_update(Memory *m, int s, const float *in, const float *out, in
         const float *row = in + j * V;
         double e = 0;
         for (int c = 0; c < V; c++) if (!isinf(out[c])) e += exp((double)out[c]) * row[c];
-        float g = (float)(e - row[y]);            /* d(-log p(y)) / d w_j */
-        m->w[s][j] -= m->lr * g;
+        float g = (float)(e - row[y]);            /* d(-log p(y)) / d w_j, for each table's row */
+        m->w[s & 0xff][j] -= m->lr * g;
+        m->w[(s >> 8) & 0xff][j] -= m->lr * g;
+        m->w[s >> 16][j] -= m->lr * g;
     }
 }
 
@@ -294,7 +313,7 @@ static int check_ids(Memory *m, const int32_t *ids, Py_ssize_t n) {
 }
 
 static void Memory_dealloc(Memory *m) {
-    free(m->uni); free(m->low.b); free(m->high.b); free(m->hist); free(m->mtab[0]); free(m->mtab[1]); free(m->mtab[2]); free(m->ident);
+    free(m->uni); free(m->low.b); free(m->high.b); free(m->hist); free(m->mtab[0]); free(m->mtab[1]); free(m->mtab[2]); free(m->cls);
     Py_TYPE(m)->tp_free((PyObject *)m);
 }
 
@@ -305,21 +324,21 @@ static int alloc_table(Table *t, int log2, int slots) {
 }
 
 static int Memory_init(Memory *m, PyObject *args, PyObject *kw) {
-    static char *names[] = {"vocab_size", "unk", "ident", "order", "low_log2", "high_log2", "history_log2",
+    static char *names[] = {"vocab_size", "unk", "classes", "order", "low_log2", "high_log2", "history_log2",
                             "match_log2", "short_match", "long_match", "ident_min", "discount", "lr", NULL};
     int V, unk, K = 16, lowl = 14, highl = 19, histl = 23, ml = 21, m0 = 6, m1 = 20, m2 = 2;
-    float D = 0.75f, lr = 0.005f;
+    float D = 0.75f, lr = 0.002f;
     Py_buffer idb;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "iiy*|iiiiiiiiff", names, &V, &unk, &idb, &K, &lowl, &highl,
                                      &histl, &ml, &m0, &m1, &m2, &D, &lr))
         return -1;
     if (idb.len != V) {
         PyBuffer_Release(&idb);
-        PyErr_SetString(PyExc_ValueError, "memory: ident must hold one byte per vocabulary id");
+        PyErr_SetString(PyExc_ValueError, "memory: classes must hold one byte per vocabulary id");
         return -1;
     }
-    m->ident = malloc(V);
-    if (m->ident) memcpy(m->ident, idb.buf, V);
+    m->cls = malloc(V);
+    if (m->cls) memcpy(m->cls, idb.buf, V);
     PyBuffer_Release(&idb);
     if (V < 2 || V > 65535 || unk < 0 || unk >= V || K < 1 || K > MAXORD || lowl < 2 || lowl > 28 ||
         highl < 2 || highl > 30 || histl < 8 || histl > 31 || ml < 8 || ml > 30 || m0 < 1 || m0 > CTX ||
@@ -332,12 +351,12 @@ static int Memory_init(Memory *m, PyObject *args, PyObject *kw) {
     m->hmask = ((uint64_t)1 << histl) - 1; m->hist = calloc(m->hmask + 1, sizeof(uint16_t));
     m->mmask = ((uint64_t)1 << ml) - 1;
     for (int j = 0; j < NMATCH; j++) m->mtab[j] = calloc(m->mmask + 1, sizeof(uint32_t));
-    if (!m->uni || !m->ident || !m->hist || !m->mtab[0] || !m->mtab[1] || !m->mtab[2] || alloc_table(&m->low, lowl, LOW_SLOTS) ||
+    if (!m->uni || !m->cls || !m->hist || !m->mtab[0] || !m->mtab[1] || !m->mtab[2] || alloc_table(&m->low, lowl, LOW_SLOTS) ||
         alloc_table(&m->high, highl, HIGH_SLOTS)) {
         PyErr_NoMemory();
         return -1;
     }
-    for (int s = 0; s < NSETS; s++) { m->w[s][0] = 1.0f; m->w[s][1] = 0.3f; m->w[s][2] = 0.2f; m->w[s][3] = 0.2f; m->w[s][4] = 0.2f; }
+    for (int s = 0; s < NSEL0; s++) { m->w[s][0] = 1.0f; m->w[s][1] = 0.3f; m->w[s][2] = 0.2f; m->w[s][3] = 0.2f; m->w[s][4] = 0.2f; }
     return 0;
 }
 
@@ -360,7 +379,7 @@ static PyObject *Memory_learn(Memory *m, PyObject *args) {
     Py_RETURN_NONE;
 }
 
-/* mix(ctx, net, inputs, out) -> weight set. ctx int32 (L,), net float32 (V,), inputs (NIN*V,), out (V,) */
+/* mix(ctx, net, inputs, out) -> the weight sets chosen (packed). ctx int32 (L,), net float32 (V,), inputs (NIN*V,), out (V,) */
 static PyObject *Memory_mix(Memory *m, PyObject *args) {
     PyObject *oc, *on, *oi, *oo; Buf c = {0}, nb = {0}, ib = {0}, ob = {0};
     if (!PyArg_ParseTuple(args, "OOOO", &oc, &on, &oi, &oo)) return NULL;
@@ -390,7 +409,7 @@ static PyObject *Memory_update(Memory *m, PyObject *args) {
     if (!PyArg_ParseTuple(args, "iOOi", &s, &oi, &oo, &y)) return NULL;
     PyObject *res = NULL;
     if (get_buf(oi, &ib, 0, "f", "inputs") < 0 || get_buf(oo, &ob, 0, "f", "out") < 0) goto done;
-    if (s < 0 || s >= NSETS || y < 0 || y >= m->V || ib.view.len != 4 * NIN * m->V || ob.view.len != 4 * m->V) {
+    if (s < 0 || (s & 0xff) >= NSEL0 || ((s >> 8) & 0xff) >= NSEL0 + NSEL1 || (s >> 16) >= NSETS || y < 0 || y >= m->V || ib.view.len != 4 * NIN * m->V || ob.view.len != 4 * m->V) {
         PyErr_SetString(PyExc_ValueError, "update: bad set, character or sizes"); goto done;
     }
     if (!isinf(((float *)ob.view.buf)[y])) mixer_update(m, s, ib.view.buf, ob.view.buf, y);
@@ -510,7 +529,7 @@ static PyObject *Memory_chars(Memory *m, void *unused) { return PyLong_FromUnsig
 
 static PyMethodDef Memory_methods[] = {
     {"learn", (PyCFunction)Memory_learn, METH_VARARGS, "learn(ids, start=0): count ids[start:] (int32)"},
-    {"mix", (PyCFunction)Memory_mix, METH_VARARGS, "mix(ctx, net, inputs, out) -> weight set"},
+    {"mix", (PyCFunction)Memory_mix, METH_VARARGS, "mix(ctx, net, inputs, out) -> the weight sets chosen (packed)"},
     {"update", (PyCFunction)Memory_update, METH_VARARGS, "update(set, inputs, out, y): learn the mixer on y"},
     {"score", (PyCFunction)Memory_score, METH_VARARGS, "score(ids, start, net, stats, learn_mixer=True)"},
     {"get_weights", (PyCFunction)Memory_get_weights, METH_NOARGS, "the mixer's weights (bytes)"},

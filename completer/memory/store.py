@@ -30,6 +30,17 @@ INPUTS, SETS = _kernel.INPUTS, _kernel.SETS
 CHUNK = 4096                   # characters per kernel call while reading (each holds the GIL ~5 ms)
 
 
+def char_class(c: str) -> int:
+    """The kernel's character classes: which chars make identifiers, and what the mixer's weights
+    may depend on (0 other, 1 letter, 2 digit, 3 _, 4 space or tab, 5 newline, 6 opener, 7 closer)."""
+    if c.isascii() and c.isalpha():
+        return 1
+    if c.isascii() and c.isdigit():
+        return 2
+    return {"_": 3, " ": 4, "\t": 4, "\n": 5, "(": 6, "[": 6, "{": 6, ")": 7, "]": 7, "}": 7,
+            "'": 7, '"': 7}.get(c, 0)
+
+
 def weights_path(checkpoint) -> Path:
     p = Path(checkpoint)
     return p.with_name(p.name.removesuffix(".safetensors") + ".mixer.json")
@@ -62,8 +73,8 @@ class Memory:
         self.vocab = vocab
         self.V = len(vocab)
         self.sizes = {**SIZES, **sizes}
-        ident = bytes(int(c.isascii() and (c.isalnum() or c == "_")) for c in map(vocab.char, range(self.V)))
-        self.kernel = _kernel.Memory(self.V, vocab.unk, ident, **self.sizes)
+        classes = bytes(char_class(vocab.char(i)) if i != vocab.unk else 0 for i in range(self.V))
+        self.kernel = _kernel.Memory(self.V, vocab.unk, classes, **self.sizes)
         if weights is not None:
             self.kernel.set_weights(np.ascontiguousarray(weights, np.float32))
 
@@ -88,7 +99,8 @@ class Memory:
         self.learn(self.vocab.encode(context[-CONTEXT:] + text), len(context[-CONTEXT:]))
 
     def mix(self, ctx: np.ndarray, net_lp: np.ndarray):
-        """(lp (V,) float32, weight set, inputs (INPUTS, V)) after ctx (int32 ids, last CONTEXT used)."""
+        """(lp (V,) float32, the weight sets chosen (packed), inputs (INPUTS, V)) after ctx (int32
+        ids, the last CONTEXT used)."""
         inputs = np.empty((INPUTS, self.V), np.float32)
         out = np.empty(self.V, np.float32)
         s = self.kernel.mix(ctx, np.ascontiguousarray(net_lp, np.float32), inputs, out)
