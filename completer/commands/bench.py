@@ -30,6 +30,9 @@ def add_parser(sub):
     p.add_argument("--latency-files", nargs="+", metavar="PY", default=None,
                    help="Python files to replay keystroke by keystroke for the latency figures "
                         "(default: completer's own engine.py and server/jsonrpc.py)")
+    p.add_argument("--load", type=nonneg_int, default=0, metavar="N",
+                   help="also measure serve latency with N CPU-bound processes running beside it "
+                        "(serve_load_ms_p50/p99; default 0: not measured)")
     p.add_argument("--no-train", action="store_true", help="skip the training throughput")
     p.add_argument("--no-latency", action="store_true", help="skip the latency figures")
     add_model_arg(p)
@@ -58,7 +61,11 @@ def run(args) -> int:
         files = args.latency_files or [package / "engine.py", package / "server" / "jsonrpc.py"]
         result.update(bench_latency.measure(model_path=args.model, files=files))
         serve = serve_bench.measure(args.model)
-        result.update(serve_ms_p50=serve["p50_ms"], serve_ms_p99=serve["p99_ms"])
+        result.update(serve_ms_p50=serve["p50_ms"], serve_ms_p99=serve["p99_ms"], serve_loadavg=serve["loadavg"])
+        if args.load:
+            loaded = serve_bench.measure(args.model, load=args.load)
+            result.update(serve_load=args.load, serve_load_ms_p50=loaded["p50_ms"],
+                          serve_load_ms_p99=loaded["p99_ms"])
     if args.json:
         print(json.dumps(result))
         return 0
