@@ -1,9 +1,9 @@
 """The Emacs package (plugins/emacs/completer.el) in real Emacs 28 with eglot 1.9 and company
-(Debian's emacs-nox, elpa-eglot, elpa-company; .ci/run installs them), driven in tmux.
+(Debian's emacs-nox, elpa-eglot, elpa-company, elpa-lsp-mode; .ci/run installs them), in tmux.
 
-Ghost text appears after typing, typing dismisses it, TAB inserts it; company's menu shows the
-server's order (the model's), not flex's re-sort; quitting Emacs leaves no server process and
-no error. The model is a hand-built bigram: "import " -> "os"; after "za" the beam's best token
+eglot: ghost text appears after typing, typing dismisses it, TAB inserts it; company's menu shows
+the server's order (the model's), not flex's re-sort; quitting Emacs leaves no server process
+and no error. lsp-mode 8 (completer-lsp-mode-setup): the same menu, in the same order. The model is a hand-built bigram: "import " -> "os"; after "za" the beam's best token
 is "zabde" (90%), then shorter, less likely ones ("zac", 4.7%) that flex would put first.
 """
 import os
@@ -32,10 +32,9 @@ INIT = """
 (setq package-directory-list '("{elpa}"))
 (package-initialize)
 (add-to-list 'load-path "{plugin}")
-(require 'completer)                                   ; the README's three lines
+(require 'completer)                                   ; the README's lines
 (setq completer-command '({command}))
-(completer-eglot-setup)
-(add-hook 'python-mode-hook #'eglot-ensure)
+{client}
 (require 'company)
 (add-hook 'python-mode-hook #'company-mode)
 (setq company-idle-delay nil)                         ; the menu on request only
@@ -56,15 +55,71 @@ def server_processes(marker: str) -> list:
     return found
 
 
-def test_emacs_ghost_text_tab_menu_order_and_clean_exit(tmp_path, completer_exe):
+EGLOT = """
+(completer-eglot-setup)
+(add-hook 'python-mode-hook #'eglot-ensure)
+"""
+LSP_MODE = """
+(setq lsp-session-file "{tmp}/lsp-session" lsp-auto-guess-root t lsp-enable-suggest-server-download nil
+      lsp-headerline-breadcrumb-enable nil lsp-enable-snippet nil)
+(require 'lsp-mode)
+(completer-lsp-mode-setup)
+(add-hook 'python-mode-hook #'lsp)
+"""
+
+
+def start_emacs(tmp_path, completer_exe, client):
+    """Emacs in tmux on x.py with the package and `client`'s setup; returns (tmux, model, log)."""
     model = make_bigram_checkpoint(tmp_path / "menu.safetensors", MENU_RULES)
     log = tmp_path / "serve.log"
     command = [*completer_exe, "serve", "--model", str(model), "--log-file", str(log)]
     (tmp_path / "init.el").write_text(INIT.format(elpa=ELPA, plugin=ROOT / "plugins" / "emacs",
-                                                  command=" ".join(f'"{a}"' for a in command)))
+                                                  command=" ".join(f'"{a}"' for a in command),
+                                                  client=client.format(tmp=tmp_path)))
     (tmp_path / "run.sh").write_text(f"emacs -nw -Q -l {tmp_path / 'init.el'} {tmp_path / 'x.py'}\n"
                                      f"echo rc=$? > {tmp_path / 'rc'}\n")
-    t = Tmux(f"sh {tmp_path / 'run.sh'}", {"HOME": tmp_path, "TERM": "xterm-256color"})
+    return Tmux(f"sh {tmp_path / 'run.sh'}", {"HOME": tmp_path, "TERM": "xterm-256color"}), model, log
+
+
+def menu_then_quit(t, tmp_path, model, log, before: str):
+    """Opens company's menu after `before` + "za", checks its order, inserts the first, saves, quits."""
+    t.send("za", literal=True)
+    time.sleep(0.3)
+    t.send("C-c", "c")                                    # company's menu
+    t.wait_for("zabde")
+    time.sleep(0.3)
+    shown = re.findall(r"^(za\S*)\s+\d+\.\d%", t.screen(), re.M)
+    want = []
+    for c in Engine.from_checkpoint(model).complete_text(
+            before + "za", Request(mode="token", decoder="beam", n=5, beam=5)):
+        if c.text and "za" + c.text not in want:
+            want.append("za" + c.text)
+    assert want[0] == "zabde" and "zac" in want          # flex would put the short "zac" first
+    assert len(shown) >= 3 and shown == want[:len(shown)], t.screen()
+    t.send("Enter")                                       # inserts the first: the likeliest
+    t.send("C-x", "C-s")
+    end = time.monotonic() + 10
+    while (not (tmp_path / "x.py").exists() or "zabde" not in (tmp_path / "x.py").read_text()) \
+            and time.monotonic() < end:
+        time.sleep(0.05)
+    assert (tmp_path / "x.py").read_text() == before + "zabde\n"   # python-mode ends it with a newline
+    assert server_processes(str(model))                  # the server is running...
+
+    t.send("C-x", "C-c")
+    end = time.monotonic() + 10
+    while not (tmp_path / "rc").exists() and time.monotonic() < end:
+        time.sleep(0.05)
+    assert (tmp_path / "rc").read_text().strip() == "rc=0"
+    end = time.monotonic() + 5
+    while server_processes(str(model)) and time.monotonic() < end:
+        time.sleep(0.05)
+    assert not server_processes(str(model))              # ...and gone after quitting Emacs
+    text = log.read_text() if log.exists() else ""
+    assert "ERROR" not in text and "Traceback" not in text and "WARNING" not in text, text
+
+
+def test_emacs_eglot_ghost_text_tab_menu_order_and_clean_exit(tmp_path, completer_exe):
+    t, model, log = start_emacs(tmp_path, completer_exe, EGLOT)
     try:
         t.wait_for("Connected!")                              # eglot started `completer serve`
         t.send("import ", literal=True)
@@ -78,38 +133,24 @@ def test_emacs_ghost_text_tab_menu_order_and_clean_exit(tmp_path, completer_exe)
         t.wait_for("\nimport os#\n")
 
         t.send("Enter")
-        t.send("za", literal=True)
-        time.sleep(0.3)
-        t.send("C-c", "c")                                    # company's menu
-        t.wait_for("zabde")
-        time.sleep(0.3)
-        shown = re.findall(r"^(za\S*)\s+\d+\.\d%", t.screen(), re.M)
-        want = []
-        for c in Engine.from_checkpoint(model).complete_text(
-                "import os#\nza", Request(mode="token", decoder="beam", n=5, beam=5)):
-            if c.text and "za" + c.text not in want:
-                want.append("za" + c.text)
-        assert want[0] == "zabde" and "zac" in want          # flex would put the short "zac" first
-        assert len(shown) >= 3 and shown == want[:len(shown)], t.screen()
-        t.send("Enter")                                       # inserts the first: the likeliest
-        t.send("C-x", "C-s")
-        end = time.monotonic() + 10
-        while (not (tmp_path / "x.py").exists() or "zabde" not in (tmp_path / "x.py").read_text()) \
-                and time.monotonic() < end:
-            time.sleep(0.05)
-        assert (tmp_path / "x.py").read_text() == "import os#\nzabde\n"   # python-mode ends it with a newline
-        assert server_processes(str(model))                  # the server is running...
+        menu_then_quit(t, tmp_path, model, log, "import os#\n")
+    finally:
+        t.kill()
 
-        t.send("C-x", "C-c")
-        end = time.monotonic() + 10
-        while not (tmp_path / "rc").exists() and time.monotonic() < end:
+
+@pytest.mark.skipif(not list(ELPA.glob("lsp-mode-*")), reason="elpa-lsp-mode is not installed (.ci/run installs it)")
+def test_emacs_lsp_mode_menu_order_and_clean_exit(tmp_path, completer_exe):
+    t, model, log = start_emacs(tmp_path, completer_exe, LSP_MODE)
+    try:
+        t.wait_for("completer")
+        end = time.monotonic() + 15
+        while not server_processes(str(model)) and time.monotonic() < end:
             time.sleep(0.05)
-        assert (tmp_path / "rc").read_text().strip() == "rc=0"
-        end = time.monotonic() + 5
-        while server_processes(str(model)) and time.monotonic() < end:
-            time.sleep(0.05)
-        assert not server_processes(str(model))              # ...and gone after quitting Emacs
-        text = log.read_text() if log.exists() else ""
-        assert "ERROR" not in text and "Traceback" not in text and "WARNING" not in text, text
+        time.sleep(0.5)
+        t.send("C-x", "1")                                    # lsp-mode may have split the frame
+        t.send("import os", literal=True)
+        t.send("Enter")
+        t.wait_for("\nimport os\n")
+        menu_then_quit(t, tmp_path, model, log, "import os\n")
     finally:
         t.kill()
