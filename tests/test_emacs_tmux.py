@@ -56,6 +56,7 @@ def server_processes(marker: str) -> list:
 
 
 EGLOT = """
+(setq-default eglot-workspace-configuration '(:completer (:threshold 0.01)))   ; hide items under 1%
 (completer-eglot-setup)
 (add-hook 'python-mode-hook #'eglot-ensure)
 """
@@ -63,6 +64,7 @@ LSP_MODE = """
 (setq lsp-session-file "{tmp}/lsp-session" lsp-auto-guess-root t lsp-enable-suggest-server-download nil
       lsp-headerline-breadcrumb-enable nil lsp-enable-snippet nil)
 (require 'lsp-mode)
+(lsp-register-custom-settings '(("completer.threshold" 0.01)))              ; hide items under 1%
 (completer-lsp-mode-setup)
 (add-hook 'python-mode-hook #'lsp)
 """
@@ -91,11 +93,12 @@ def menu_then_quit(t, tmp_path, model, log, before: str):
     shown = re.findall(r"^(za\S*)\s+\d+\.\d%", t.screen(), re.M)
     want = []
     for c in Engine.from_checkpoint(model).complete_text(
-            before + "za", Request(mode="token", decoder="beam", n=5, beam=5)):
+            before + "za", Request(mode="token", decoder="beam", n=5, beam=5, min_prob=0.01)):
         if c.text and "za" + c.text not in want:
             want.append("za" + c.text)
     assert want[0] == "zabde" and "zac" in want          # flex would put the short "zac" first
     assert len(shown) >= 3 and shown == want[:len(shown)], t.screen()
+    assert 'za"' not in shown and len(want) < 5          # the threshold hid the 0.0% item
     t.send("Enter")                                       # inserts the first: the likeliest
     t.send("C-x", "C-s")
     end = time.monotonic() + 10

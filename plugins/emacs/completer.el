@@ -28,8 +28,12 @@
 ;; `basic' (prefix) style in its buffers, so eglot's sort by the server's `sortText', which is
 ;; the model's order, is the order shown.
 ;;
+;; Settings (see completer's README, "Editor protocol"), e.g. hiding menu items the model gives
+;; less than 1%:  (setq-default eglot-workspace-configuration '(:completer (:threshold 0.01)))
+;;
 ;; lsp-mode: `(completer-lsp-mode-setup)' registers `completer serve' as an add-on client for
-;; Python (beside your usual server); ghost text needs eglot.
+;; Python (beside your usual server): the menu, in the model's order; ghost text needs eglot.
+;; Settings: (lsp-register-custom-settings '(("completer.threshold" 0.01))).
 
 ;;; Code:
 
@@ -62,6 +66,9 @@
 (declare-function make-lsp-client "lsp-mode")
 (declare-function lsp-stdio-connection "lsp-mode")
 (declare-function lsp-activate-on "lsp-mode")
+(declare-function lsp--set-configuration "lsp-mode")
+(declare-function lsp-configuration-section "lsp-mode")
+(defvar lsp--cur-workspace)
 
 (defvar-local completer--overlay nil "The overlay showing the ghost text, or nil.")
 (defvar-local completer--text nil "The ghost text shown, or nil.")
@@ -240,7 +247,12 @@ Its buffers get `completer-mode'."
                         :activation-fn (lsp-activate-on "python")
                         :add-on? t
                         :priority -1
-                        :server-id 'completer)))))
+                        :server-id 'completer
+                        ;; settings from `lsp-register-custom-settings' ("completer.threshold" ...)
+                        :initialized-fn
+                        (lambda (workspace)
+                          (let ((lsp--cur-workspace workspace))
+                            (lsp--set-configuration (lsp-configuration-section "completer")))))))))
 
 (provide 'completer)
 ;;; completer.el ends here
