@@ -149,7 +149,10 @@
                              (and completer-mode (= generation completer--generation)
                                   (= at (point)) (= tick (buffer-chars-modified-tick))
                                   (eq buffer (window-buffer (selected-window)))))))))
-        (let ((sent (jsonrpc--async-request-1
+        ;; jsonrpc--async-request-1 is `jsonrpc-async-request' returning (ID TIMER): the id
+        ;; is what `$/cancelRequest' needs
+        (let ((sent (funcall (if (fboundp 'jsonrpc--async-request-1) #'jsonrpc--async-request-1
+                               #'jsonrpc-async-request)
                      server :textDocument/inlineCompletion params
                      :success-fn
                      (lambda (result)
