@@ -37,8 +37,9 @@ def add_parser(sub):
     p.add_argument("--no-latency", action="store_true", help="skip the latency figures")
     add_model_arg(p)
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
-    p.epilog = ("OpenBLAS uses every core by default; OPENBLAS_NUM_THREADS=N sets its threads "
-                "(compare with torch_reference.py --threads N).")
+    p.epilog = ("Training: OpenBLAS uses every core by default; OPENBLAS_NUM_THREADS=N sets its threads "
+                "(compare with torch_reference.py --threads N). Latency: the serving frontends' policy "
+                "(one thread while other processes are busy; completer/blas.py) unless OPENBLAS_NUM_THREADS is set.")
     p.set_defaults(run=run)
 
 
@@ -54,8 +55,10 @@ def run(args) -> int:
         if args.phases:
             result["phases_ms"] = {name: bench_train.phases(name, steps=args.steps) for name in configs}
     if not args.no_latency:
-        from completer import bench_latency
+        from completer import blas, bench_latency
         from completer.server import bench as serve_bench
+
+        blas.adapt_threads()  # the engine figures under the REPL's thread policy (serve starts its own)
 
         package = Path(__file__).resolve().parents[1]
         files = args.latency_files or [package / "engine.py", package / "server" / "jsonrpc.py"]
