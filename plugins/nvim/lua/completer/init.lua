@@ -115,7 +115,7 @@ local function attach(buf)
     cmd = cmd,
     root_dir = vim.fn.getcwd(),
     init_options = { mode = config.mode, decoder = config.decoder, temperature = config.temperature },
-    -- before 0.10 vim.lsp counts in UTF-16 whatever the server says: offer nothing else then
+    -- 0.7 counts in UTF-16 whatever the server answers: before 0.10, offer only the default (UTF-16)
     capabilities = INLINE and vim.tbl_deep_extend('force', vim.lsp.protocol.make_client_capabilities(),
       { general = { positionEncodings = { 'utf-32', 'utf-8', 'utf-16' } } })
       or vim.lsp.protocol.make_client_capabilities(),
