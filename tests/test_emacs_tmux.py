@@ -145,11 +145,7 @@ def test_emacs_eglot_ghost_text_tab_menu_order_and_clean_exit(tmp_path, complete
 def test_emacs_lsp_mode_menu_order_and_clean_exit(tmp_path, completer_exe):
     t, model, log = start_emacs(tmp_path, completer_exe, LSP_MODE)
     try:
-        t.wait_for("completer")
-        end = time.monotonic() + 15
-        while not server_processes(str(model)) and time.monotonic() < end:
-            time.sleep(0.05)
-        time.sleep(0.5)
+        t.wait_for("initialized successfully")                # lsp-mode started `completer serve`
         t.send("C-x", "1")                                    # lsp-mode may have split the frame
         t.send("import os", literal=True)
         t.send("Enter")
