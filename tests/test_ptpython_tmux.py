@@ -26,15 +26,20 @@ def configure(repl):
 '''
 
 
-def wait_prompt(t, timeout=15):
-    """Until the last line drawn above the toolbar is an empty prompt (so typing goes into it)."""
+def wait_line(t, line, timeout=15):
+    """Until the last line drawn above the toolbar (the one being typed) is `line`."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         lines = [l for l in t.screen().splitlines() if l.strip() and "[F4]" not in l]
-        if lines and lines[-1] == ">>>":
+        if lines and lines[-1] == line:
             return
         time.sleep(0.05)
-    raise AssertionError(f"no fresh prompt; the screen:\n{t.screen()}")
+    raise AssertionError(f"the input line never read {line!r}; the screen:\n{t.screen()}")
+
+
+def wait_prompt(t):
+    """Until a fresh, empty prompt is the input line (so typing goes into it)."""
+    wait_line(t, ">>>")
 
 
 def test_ptpython_ghost_text_keys_fallback_and_context(tmp_path):
@@ -49,7 +54,7 @@ def test_ptpython_ghost_text_keys_fallback_and_context(tmp_path):
         t.send("Enter")
         wait_prompt(t)
         t.send("import ", literal=True)
-        t.wait_for(">>> import os")                          # the model's ghost text
+        wait_line(t, ">>> import os")                         # the model's ghost text
         t.send("Right")                                      # Right accepts it
         t.send("; print(os.name)", literal=True)
         t.send("Enter")
@@ -57,7 +62,7 @@ def test_ptpython_ghost_text_keys_fallback_and_context(tmp_path):
         wait_prompt(t)
 
         t.send("x = 1", literal=True)                        # nothing from the model after "1":
-        t.wait_for(">>> x = 12345")                          # the history suggestion shows
+        wait_line(t, ">>> x = 12345")                         # the history suggestion shows
         t.send("C-e")
         t.send("; print(x * 2)", literal=True)
         t.send("Enter")
@@ -65,10 +70,10 @@ def test_ptpython_ghost_text_keys_fallback_and_context(tmp_path):
         wait_prompt(t)
 
         t.send("import ", literal=True)
-        t.wait_for(">>> import os")
+        wait_line(t, ">>> import os")
         t.send("M-f")                                        # Alt-F accepts a word
         t.send(".path", literal=True)
-        t.wait_for(">>> import os.path")
+        wait_line(t, ">>> import os.path")
         t.send("Enter")
         wait_prompt(t)
         t.send("print(repr(completer_session.context))", literal=True)
