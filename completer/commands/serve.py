@@ -44,7 +44,7 @@ def run(args) -> int:
     import os
     import sys
 
-    from completer import checkpoint
+    from completer import blas, checkpoint
     from completer.engine import CancelToken
     from completer.errors import CompleterError
     from completer.server.handlers import Session
@@ -65,6 +65,7 @@ def run(args) -> int:
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     reader, writer = framing.make(args.jsonl, sys.stdin.buffer, stdout, args.max_message_bytes)
+    blas.adapt_threads()  # one BLAS thread while other processes keep the cores busy (completer/blas.py)
     session = Session(model=args.model, adapt=args.adapt, adapt_lr=args.adapt_lr, memory=not args.no_memory)
     dispatcher = Dispatcher(reader, writer, session.requests, session.notifications, CancelToken)
     code = dispatcher.run()

@@ -10,7 +10,6 @@ import os
 from pathlib import Path
 
 from prompt_toolkit import PromptSession, print_formatted_text
-from prompt_toolkit.application.current import get_app
 from prompt_toolkit.completion import ThreadedCompleter
 from prompt_toolkit.formatted_text import FormattedText
 from prompt_toolkit.history import FileHistory, InMemoryHistory
@@ -64,16 +63,6 @@ def toolbar(session, suggest):
     return render
 
 
-def _on_text_changed(suggest):
-    """Every change cancels the completion in flight (only the latest text is worth computing) and
-    asks for a new one: prompt_toolkit itself only suggests after an insertion, not a deletion."""
-    def handler(buffer):
-        suggest.cancel()
-        if buffer.suggestion is None:
-            get_app().create_background_task(buffer._async_suggester())  # runs one at a time
-    return handler
-
-
 def build_prompt(session, input=None, output=None, history=None) -> PromptSession:
     suggest = EngineSuggest(session)
     prompt = PromptSession(
@@ -92,7 +81,7 @@ def build_prompt(session, input=None, output=None, history=None) -> PromptSessio
         input=input,
         output=output,
     )
-    prompt.default_buffer.on_text_changed += _on_text_changed(suggest)
+    suggest.attach(prompt.default_buffer)
     prompt.suggest = suggest
     return prompt
 

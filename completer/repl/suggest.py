@@ -2,12 +2,15 @@
 
 prompt_toolkit already drops a suggestion whose document has changed, so stale text never
 flashes; on top of that every keystroke cancels the request in flight (CancelToken), so a burst
-of typing or a large paste costs one completion, not one per character.
+of typing or a large paste costs one completion, not one per character (`EngineSuggest.attach`
+hooks a buffer). With a `fallback` AutoSuggest (IPython's history suggestion), that one is asked
+when the model offers nothing.
 """
 from __future__ import annotations
 
 import threading
 
+from prompt_toolkit.application.current import get_app
 from prompt_toolkit.auto_suggest import AutoSuggest, Suggestion
 from prompt_toolkit.completion import Completer, Completion
 from prompt_toolkit.eventloop import run_in_executor_with_context
@@ -18,8 +21,9 @@ from completer.errors import CompleterError
 class EngineSuggest(AutoSuggest):
     """The model's continuation at the end of the buffer."""
 
-    def __init__(self, session):
+    def __init__(self, session, fallback: AutoSuggest | None = None):
         self.session = session
+        self.fallback = fallback
         self.error: str | None = None  # the last CompleterError, shown in the toolbar
         self._token = None
         self._lock = threading.Lock()
@@ -30,7 +34,25 @@ class EngineSuggest(AutoSuggest):
             if self._token is not None:
                 self._token.cancel()
 
+    def attach(self, buffer) -> None:
+        """Every change of `buffer` cancels the completion in flight (only the latest text is worth
+        computing) and asks for a new one: prompt_toolkit itself only suggests after an insertion,
+        not a deletion."""
+        buffer.on_text_changed += self._text_changed
+
+    def detach(self, buffer) -> None:
+        buffer.on_text_changed -= self._text_changed
+
+    def _text_changed(self, buffer) -> None:
+        self.cancel()
+        if buffer.suggestion is None:
+            get_app().create_background_task(buffer._async_suggester())  # runs one at a time
+
     def get_suggestion(self, buffer, document):
+        return self.model_suggestion(buffer, document)
+
+    def model_suggestion(self, buffer, document):
+        """The model's suggestion (worker thread: this runs the model)."""
         from completer.engine import CancelToken, Cancelled
 
         if not document.is_cursor_at_the_end or not document.text.strip():
@@ -54,7 +76,10 @@ class EngineSuggest(AutoSuggest):
         return Suggestion(text) if text else None
 
     async def get_suggestion_async(self, buffer, document):
-        return await run_in_executor_with_context(self.get_suggestion, buffer, document)
+        suggestion = await run_in_executor_with_context(self.model_suggestion, buffer, document)
+        if suggestion is None and self.fallback is not None and buffer.document == document:
+            return self.fallback.get_suggestion(buffer, document)
+        return suggestion
 
 
 def shown(text: str) -> str:

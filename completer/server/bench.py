@@ -5,11 +5,17 @@ document, then types characters one at a time in its middle. For each keystroke 
 interval from writing the `didChange` (one inserted character, incremental sync) to reading the
 `inlineCompletion` answer at the new cursor, as an editor would see it. Returns p50/p99 in ms.
 
+`busy(n)` runs n CPU-bound processes beside it (`completer bench --load N`), as a build or a
+browser would on a developer's machine; the figure under load is how the BLAS thread policy
+(completer/blas.py) was chosen.
+
 `PipeClient` is a minimal synchronous LSP client over a subprocess's pipes (also used by tests).
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import subprocess
 import sys
 import time
@@ -60,6 +66,20 @@ class PipeClient:
         return rc
 
 
+@contextlib.contextmanager
+def busy(n: int):
+    """n processes that spin on a core each until the block ends."""
+    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+    try:
+        time.sleep(0.3 if n else 0)  # let them reach the scheduler before the measurement starts
+        yield procs
+    finally:
+        for p in procs:
+            p.kill()
+        for p in procs:
+            p.wait()
+
+
 def document(lines: int = 2000) -> str:
     """A real Python document of `lines` lines: completer's own sources, repeated."""
     source = "".join(p.read_text(encoding="utf-8") for p in sorted(Path(__file__).parents[1].rglob("*.py")))
@@ -68,8 +88,16 @@ def document(lines: int = 2000) -> str:
 
 
 def measure(model_path=None, keystrokes: int = 300, warmup: int = 20, lines: int = 2000,
-            command: list | None = None) -> dict:
-    """p50/p99 (ms) of didChange(one character) -> inlineCompletion response on a `lines`-line file."""
+            command: list | None = None, load: int = 0) -> dict:
+    """p50/p99 (ms) of didChange(one character) -> inlineCompletion response on a `lines`-line file,
+    with `load` CPU-bound processes running beside the server; `loadavg` is the 1-minute load
+    average at the end (what else ran on the machine)."""
+    with busy(load):
+        result = _measure(model_path, keystrokes, warmup, lines, command)
+    return dict(result, load=load, loadavg=os.getloadavg()[0])
+
+
+def _measure(model_path, keystrokes, warmup, lines, command) -> dict:
     command = command or [sys.executable, "-m", "completer", "serve"]
     if model_path is not None:
         command = [*command, "--model", str(model_path)]

@@ -150,7 +150,9 @@ class Dispatcher:
         if has_id and not _valid_id(id_):
             self.error(None, INVALID_REQUEST, "id must be a string or an integer")
             return
-        method, params = msg.get("method"), msg.get("params", {})
+        method, params = msg.get("method"), msg.get("params")
+        if params is None:  # omitted, or null as eglot 1.9 sends with `shutdown`: no params
+            params = {}
         if msg.get("jsonrpc") != "2.0" or not isinstance(method, str):
             self.error(id_, INVALID_REQUEST, 'expected {"jsonrpc": "2.0", "method": string, ...}')
             return

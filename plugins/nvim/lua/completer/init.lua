@@ -1,13 +1,26 @@
---- completer for Neovim (0.10+): ghost-text completion from `completer serve` through vim.lsp.
+--- completer for Neovim (0.7+): ghost-text completion from `completer serve` through vim.lsp.
 ---
 ---   require('completer').setup{ cmd = {'completer'}, model = nil, filetypes = {'python'} }
 ---
+--- Neovim 0.10+ draws the suggestion inline at the cursor; 0.7-0.9 (Debian 12 ships 0.7.2) have no
+--- inline virtual text, so there it is drawn over the empty space after the end of the line when
+--- the cursor is there, and after the line's end otherwise. Older Neovims get one message.
 --- The server is an ordinary LSP client of vim.lsp (one per Neovim), so buffers are synced by
 --- Neovim itself and the completion menu (`textDocument/completion`, <C-x><C-o>) comes for free.
 --- On top of it this module asks `textDocument/inlineCompletion` after typing pauses and shows the
 --- first item as an inline extmark; Tab accepts it, <C-Right> accepts a word. See doc/completer.txt
 --- in plugins/vim for the behaviour both plugins share.
 local M = {}
+local uv = vim.uv or vim.loop                     -- vim.uv is 0.10+
+local INLINE = vim.fn.has('nvim-0.10') == 1       -- virt_text_pos = 'inline'
+local SUPPORTED = vim.fn.has('nvim-0.7') == 1
+local METHODS = vim.fn.has('nvim-0.11') == 1      -- client:request(...); before, client.request(...)
+
+--- Calls the LSP client's method `name` the way this Neovim defines it.
+local function call(c, name, ...)
+  if METHODS then return c[name](c, ...) end
+  return c[name](...)
+end
 
 local ns = vim.api.nvim_create_namespace('completer')
 local RESTART_SECONDS = 60
@@ -43,7 +56,7 @@ local st = {
   sugg = nil,           -- { buf, row, col (0-based bytes), tick, text }
 }
 
-local function now() return vim.uv.hrtime() / 1e9 end
+local function now() return uv.hrtime() / 1e9 end
 
 local function report(msg)
   -- One message per start attempt: no error storm while the user types.
@@ -71,13 +84,21 @@ local function command()
   return cmd
 end
 
+--- vim.lsp.start (0.8+) or, on 0.7, start_client + buf_attach_client; returns the client id.
+local function start_client(conf, buf)
+  if vim.lsp.start then return vim.lsp.start(conf, { bufnr = buf, silent = true }) end
+  local id = vim.lsp.start_client(conf)
+  if id then vim.lsp.buf_attach_client(buf, id) end
+  return id
+end
+
 local request  -- defined below; on_init asks it again when typing came before the server was up
 
 --- Attaches `buf` to the server, starting it if needed (at most once a minute after a failure).
 local function attach(buf)
   local c = client()
   if c then
-    if not c:is_stopped() then
+    if not call(c, 'is_stopped') then
       vim.lsp.buf_attach_client(buf, c.id)
       return c
     end
@@ -89,13 +110,15 @@ local function attach(buf)
     report('cannot start the server: ' .. table.concat(cmd, ' '))
     return nil
   end
-  st.client_id = vim.lsp.start({
+  st.client_id = start_client({
     name = 'completer',
     cmd = cmd,
     root_dir = vim.fn.getcwd(),
     init_options = { mode = config.mode, decoder = config.decoder, temperature = config.temperature },
-    capabilities = vim.tbl_deep_extend('force', vim.lsp.protocol.make_client_capabilities(),
-      { general = { positionEncodings = { 'utf-32', 'utf-8', 'utf-16' } } }),
+    -- 0.7 counts in UTF-16 whatever the server answers: before 0.10, offer only the default (UTF-16)
+    capabilities = INLINE and vim.tbl_deep_extend('force', vim.lsp.protocol.make_client_capabilities(),
+      { general = { positionEncodings = { 'utf-32', 'utf-8', 'utf-16' } } })
+      or vim.lsp.protocol.make_client_capabilities(),
     on_init = function()
       if st.request_after_init then
         st.request_after_init = false
@@ -105,6 +128,8 @@ local function attach(buf)
     on_attach = function(cl, b)
       if vim.lsp.completion and vim.lsp.completion.enable then
         vim.lsp.completion.enable(true, cl.id, b, { autotrigger = config.menu_autotrigger })
+      elseif vim.bo[b].omnifunc == '' then
+        vim.bo[b].omnifunc = 'v:lua.vim.lsp.omnifunc'  -- what 0.8+ sets itself: <C-x><C-o> opens the menu
       end
     end,
     on_exit = function(code, signal)
@@ -119,7 +144,7 @@ local function attach(buf)
         st.messages = st.messages + 1
       end
     end,
-  }, { bufnr = buf, silent = true })
+  }, buf)
   if not st.client_id then report('cannot start the server: ' .. table.concat(cmd, ' ')) end
   return client()
 end
@@ -139,9 +164,13 @@ local function show(buf, row, col, text)
   local lines = vim.split(text:gsub('\t', string.rep(' ', vim.bo[buf].tabstop)), '\n', { plain = true })
   local virt_lines = {}
   for i = 2, #lines do virt_lines[#virt_lines + 1] = { { lines[i], 'CompleterSuggestion' } } end
+  local pos = 'inline'
+  if not INLINE then  -- overlay covers the cells after the cursor: only where there are none
+    pos = col >= #(vim.api.nvim_buf_get_lines(buf, row, row + 1, false)[1] or '') and 'overlay' or 'eol'
+  end
   vim.api.nvim_buf_set_extmark(buf, ns, row, col, {
     virt_text = lines[1] ~= '' and { { lines[1], 'CompleterSuggestion' } } or nil,
-    virt_text_pos = 'inline',
+    virt_text_pos = pos,
     virt_lines = #virt_lines > 0 and virt_lines or nil,
     hl_mode = 'combine',
   })
@@ -191,7 +220,7 @@ end
 
 local function cancel()
   local c = client()
-  if st.pending and c then c:cancel_request(st.pending) end
+  if st.pending and c then call(c, 'cancel_request', st.pending) end
   st.pending = nil
 end
 
@@ -218,7 +247,7 @@ request = function()
   local tick, sent = vim.b[buf].changedtick, now()
   st.requests = st.requests + 1
   local ok, id
-  ok, id = c:request('textDocument/inlineCompletion', params, function(err, result)
+  ok, id = call(c, 'request', 'textDocument/inlineCompletion', params, function(err, result)
     if st.pending == id then st.pending = nil end
     st.last_latency_ms = (now() - sent) * 1000
     if err then
@@ -245,7 +274,7 @@ local function debounce()
 end
 
 local function schedule(delay)
-  if st.timer then st.timer:stop() else st.timer = vim.uv.new_timer() end
+  if st.timer then st.timer:stop() else st.timer = uv.new_timer() end
   st.timer:start(delay, 0, vim.schedule_wrap(request))
 end
 
@@ -296,7 +325,7 @@ function M.disable()
   local c = client()
   if c then
     st.stopping = true
-    c:stop()
+    call(c, 'stop')
   end
 end
 
@@ -304,7 +333,7 @@ function M.status()
   local c = client()
   return {
     enabled = st.enabled,
-    state = c and (c:is_stopped() and 'stopped' or c.initialized and 'running' or 'starting')
+    state = c and (call(c, 'is_stopped') and 'stopped' or c.initialized and 'running' or 'starting')
       or (st.messages > 0 and 'failed' or 'stopped'),
     command = command(),
     model = config.model or '(shipped default)',
@@ -330,9 +359,15 @@ local function map(lhs, fn)
 end
 
 function M.setup(opts)
+  if not SUPPORTED then
+    vim.notify('completer: needs Neovim 0.7 or newer (this is ' .. tostring(vim.version and
+      vim.version() and ('%d.%d'):format(vim.version().major, vim.version().minor) or 'older') .. ')',
+      vim.log.levels.WARN)
+    return
+  end
   config = vim.tbl_deep_extend('force', vim.deepcopy(defaults), opts or {})
   if opts and opts.filetypes then config.filetypes = opts.filetypes end  -- replace, not merge
-  vim.api.nvim_set_hl(0, 'CompleterSuggestion', { link = 'Comment', default = true })
+  vim.cmd('highlight default link CompleterSuggestion Comment')
   local group = vim.api.nvim_create_augroup('completer', { clear = true })
   vim.api.nvim_create_autocmd('FileType', { group = group, callback = function(ev)
     if active(ev.buf) then attach(ev.buf) end

@@ -1,0 +1,51 @@
+"""ptpython: the model's continuation as grey ghost text, from ptpython's config file.
+
+    # ~/.config/ptpython/config.py
+    def configure(repl):
+        from completer.ptpython import configure as completer
+        completer(repl)                  # options: model=PATH, mode="line", decoder="greedy"
+
+It replaces the auto-suggestion of ptpython's input buffer by a `completer.repl.suggest.EngineSuggest`
+(the REPL's: the model runs in a worker thread and each keystroke cancels the request in flight),
+with prompt_toolkit's history suggestion as the fallback when the model offers nothing, and turns
+ptpython's auto-suggestion on. Every submitted input becomes context of the next suggestions.
+prompt_toolkit's keys accept it: Right, Ctrl-E or Ctrl-F the whole suggestion, Alt-F a word.
+"""
+from __future__ import annotations
+
+
+def configure(repl, model=None, mode: str = "line", decoder: str = "greedy"):
+    """Install the ghost text in a ptpython `PythonRepl`; returns the completer Session (None, after
+    one line on stderr, for a bad model, mode or decoder: ptpython then runs without it)."""
+    import sys
+
+    from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
+
+    from completer import blas
+    from completer.engine import Engine
+    from completer.errors import CompleterError
+    from completer.repl.session import Session, Settings, check_settings
+    from completer.repl.suggest import EngineSuggest
+
+    try:
+        check_settings(mode=mode, decoder=decoder)
+        session = Session(Engine.from_checkpoint(model), Settings(mode=mode, decoder=decoder))
+    except CompleterError as exc:
+        print(f"completer.ptpython: {exc}", file=sys.stderr)
+        return None
+    blas.adapt_threads()  # one BLAS thread while other processes keep the cores busy (completer/blas.py)
+    buffer = repl.default_buffer
+    suggest = EngineSuggest(session, fallback=AutoSuggestFromHistory())
+    buffer.auto_suggest = suggest
+    suggest.attach(buffer)
+    repl.enable_auto_suggest = True  # ptpython's option: its key bindings and display follow it
+
+    accept = buffer.accept_handler
+
+    def accept_and_remember(buff):
+        if buff.text.strip() and not buff.text.lstrip().startswith("!"):
+            session.submit(buff.text)
+        return accept(buff)
+
+    buffer.accept_handler = accept_and_remember
+    return session
