@@ -104,10 +104,17 @@ def load_ipython_extension(shell) -> None:
     from completer.engine import Engine
 
     try:
-        engine = Engine.from_checkpoint()
+        engine = Engine.from_checkpoint(memory=True)
     except CompleterError as exc:
         print(f"completer.ipython: {exc}")
         return
+    import logging
+    import os
+
+    from completer.memory.project import read_project
+
+    # the project memory reads the folder IPython started in (in the background), as `completer` does
+    read_project(engine, [os.getcwd()], logging.getLogger("completer"))
     blas.adapt_threads()  # one BLAS thread while other processes keep the cores busy (completer/blas.py)
     ext = Extension(shell, engine)
 

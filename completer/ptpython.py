@@ -14,9 +14,11 @@ prompt_toolkit's keys accept it: Right, Ctrl-E or Ctrl-F the whole suggestion, A
 from __future__ import annotations
 
 
-def configure(repl, model=None, mode: str = "line", decoder: str = "greedy"):
+def configure(repl, model=None, mode: str = "line", decoder: str = "greedy", project: str | None = "."):
     """Install the ghost text in a ptpython `PythonRepl`; returns the completer Session (None, after
-    one line on stderr, for a bad model, mode or decoder: ptpython then runs without it)."""
+    one line on stderr, for a bad model, mode or decoder: ptpython then runs without it).
+    project: the folder the project memory reads in the background (default the current one;
+    None: only what is typed)."""
     import sys
 
     from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
@@ -29,10 +31,16 @@ def configure(repl, model=None, mode: str = "line", decoder: str = "greedy"):
 
     try:
         check_settings(mode=mode, decoder=decoder)
-        session = Session(Engine.from_checkpoint(model), Settings(mode=mode, decoder=decoder))
+        session = Session(Engine.from_checkpoint(model, memory=True), Settings(mode=mode, decoder=decoder))
     except CompleterError as exc:
         print(f"completer.ptpython: {exc}", file=sys.stderr)
         return None
+    if project:
+        import logging
+
+        from completer.memory.project import read_project
+
+        read_project(session.engine, [project], logging.getLogger("completer"))
     blas.adapt_threads()  # one BLAS thread while other processes keep the cores busy (completer/blas.py)
     buffer = repl.default_buffer
     suggest = EngineSuggest(session, fallback=AutoSuggestFromHistory())

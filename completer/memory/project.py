@@ -43,6 +43,7 @@ class Project:
         self._lock = threading.Lock()           # rereads and the first read, one at a time
 
     def start(self) -> "Project":
+        self.memory.roots = list(self.roots)
         threading.Thread(target=self._read_all, name="completer-project", daemon=True).start()
         return self
 

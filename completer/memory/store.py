@@ -73,6 +73,7 @@ class Memory:
         self.vocab = vocab
         self.V = len(vocab)
         self.sizes = {**SIZES, **sizes}
+        self.roots: list = []       # the project folders read into it (completer.memory.project)
         classes = bytes(char_class(vocab.char(i)) if i != vocab.unk else 0 for i in range(self.V))
         self.kernel = _kernel.Memory(self.V, vocab.unk, classes, **self.sizes)
         if weights is not None:

@@ -75,7 +75,15 @@ def _model(session, arg):
 
     if arg:
         old = session.engine
-        session.replace_engine(Engine.from_checkpoint(arg, adapt=old.adapt, adapt_lr=old.adapt_lr))  # CheckpointError: the old model stays
+        new = Engine.from_checkpoint(arg, adapt=old.adapt, adapt_lr=old.adapt_lr,  # CheckpointError: the old model stays
+                                     memory=old.memory is not None)
+        if old.memory is not None and old.memory.roots:  # the new model's memory reads the project again
+            import logging
+
+            from completer.memory.project import read_project
+
+            read_project(new, old.memory.roots, logging.getLogger("completer"))
+        session.replace_engine(new)
     return f"model {session.describe_model()} from {session.info.get('path')}"
 
 
