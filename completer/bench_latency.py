@@ -7,6 +7,8 @@ measure(model_path, files) replays each file keystroke by keystroke through one 
   line_ms       a greedy line completion (up to 80 characters) at the cursor, every
                 `line_every` keystrokes
   startup_ms    a fresh `python` process: import, load the model, first line completion
+All with the project memory on (as every frontend runs), unless memory=False: it reads the
+replayed text as typed (no project), so the figures include its per-character cost.
 Percentiles are over every measured event; the machine's noise shows in p99, so quote medians
 of several runs.
 
@@ -25,7 +27,7 @@ from completer.errors import CompleterError
 STARTUP = """\
 import time; t0 = time.perf_counter()
 from completer.engine import Engine, Request
-e = Engine.from_checkpoint({path!r})
+e = Engine.from_checkpoint({path!r}, memory={memory!r})
 e.complete_text("import os\\n\\ndef main(", Request(mode="line"))
 print((time.perf_counter() - t0) * 1000)
 """
@@ -37,11 +39,11 @@ def _pct(xs, q):
     return round(float(np.percentile(xs, q)), 3) if xs else None
 
 
-def startup_ms(model_path=None, runs: int = 3) -> dict:
+def startup_ms(model_path=None, runs: int = 3, memory: bool = True) -> dict:
     """Median wall time from process start to the first completion, and the import+load part
     measured inside the process."""
     walls, inside = [], []
-    code = STARTUP.format(path=str(model_path) if model_path else None)
+    code = STARTUP.format(path=str(model_path) if model_path else None, memory=memory)
     for _ in range(runs):
         t0 = time.perf_counter()
         r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -54,7 +56,7 @@ def startup_ms(model_path=None, runs: int = 3) -> dict:
 
 
 def measure(model_path=None, files=None, chars_per_file: int = 3000, line_every: int = 10,
-            max_chars: int = 80, startup_runs: int = 3, engine=None) -> dict:
+            max_chars: int = 80, startup_runs: int = 3, engine=None, memory: bool = True) -> dict:
     """Replay `files` (paths) keystroke by keystroke; the latency figures in milliseconds."""
     from completer.engine import Engine, Request
 
@@ -66,7 +68,7 @@ def measure(model_path=None, files=None, chars_per_file: int = 3000, line_every:
             texts.append(Path(f).read_text(encoding="utf-8", errors="replace")[:chars_per_file])
         except OSError as exc:
             raise CompleterError(f"cannot read {f}: {exc.strerror or exc}") from None
-    engine = engine or Engine.from_checkpoint(model_path)
+    engine = engine or Engine.from_checkpoint(model_path, memory=memory)
     req = Request(mode="line", decoder="greedy", max_chars=max_chars)
     keys, keys_cpu, lines, line_chars = [], [], [], []
     clock, cpu = time.perf_counter, time.thread_time
@@ -92,7 +94,7 @@ def measure(model_path=None, files=None, chars_per_file: int = 3000, line_every:
               "keystrokes": len(keys), "line_completions": len(lines),
               "context": engine.context, "model": engine.describe()["path"]}
     if startup_runs:
-        result.update(startup_ms(engine.meta.get("path") or model_path, startup_runs))
+        result.update(startup_ms(engine.meta.get("path") or model_path, startup_runs, memory=engine.memory is not None))
     return result
 
 

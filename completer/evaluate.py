@@ -275,11 +275,13 @@ def _first_char(model, vocab, pass_, d, text):
     pass_.put(d, 0, [a[:, 0] for a in _window_stats(logits, tgt, vocab.unk)])
 
 
-def read_static(model, vocab, docs, cuts, segment=SEGMENT, warmup=WARMUP, window=WINDOW) -> Pass:
+def read_static(model, vocab, docs, cuts, segment=SEGMENT, warmup=WARMUP, window=WINDOW, memory=None) -> Pass:
     """Score every character; complete every cut. Segments of all files read as one batch.
 
     A file is read from the zero state (the engine's convention); the state at offset p has read
-    text[b0:p] and predicts text[p]. Stream b reads text[b0:e-1] and scores text[s:e]."""
+    text[b0:p] and predicts text[p]. Stream b reads text[b0:e-1] and scores text[s:e].
+    With a memory, the network's log-probabilities and the states at the cuts of this same pass
+    are then mixed with it (read_memory): the batched network, the memory in order."""
     streams = []                              # (doc, first scored offset, end, first read offset)
     for d, doc in enumerate(docs):
         for s in range(0, len(doc.text), segment):
@@ -302,12 +304,22 @@ def read_static(model, vocab, docs, cuts, segment=SEGMENT, warmup=WARMUP, window
     state, table = model.zero_state(B), model.input_table()
     bounds = sorted(set(range(0, T, window)) | set(stops) | {T})
     stats = [np.zeros((T, B)), np.zeros((T, B), bool), np.zeros((T, B), bool), np.zeros((T, B), bool)]
+    lps = [np.zeros((len(i), len(vocab)), np.float32) for i in ids] if memory is not None else None
     for t0, t1 in zip(bounds[:-1], bounds[1:]):
         logits, state, _ = model.forward(x[t0:t1], state, table=table)  # (t, B, V)
         for full, part in zip(stats, _window_stats(logits, y[t0:t1], vocab.unk)):
             full[t0:t1] = part
         for b, c in stops.get(t1, ()):
             cut_states[c] = _take(state, slice(b, b + 1))
+        if lps is not None:  # local t predicts text[b0 + 1 + t]: keep the scored offsets s..e-1
+            for b, (d, s_, e, b0) in enumerate(streams):
+                lo, hi = max(t0, s_ - 1 - b0, 0), min(t1, e - 1 - b0)
+                if lo < hi:
+                    lps[d][b0 + 1 + lo:b0 + 1 + hi] = _log_softmax(logits[lo - t0:hi - t0, b])
+    if lps is not None:
+        for d, i in enumerate(ids):
+            lps[d][:1] = _log_softmax(_head(model, zero))
+        return read_memory(model, vocab, docs, cuts, memory, lps, cut_states)
     for b, (d, s, e, b0) in enumerate(streams):
         # local t predicts text[b0 + 1 + t]; scored offsets s..e-1 (offset 0 apart)
         lo = max(s, 1)
@@ -326,24 +338,45 @@ def _log_softmax(logits) -> np.ndarray:
     return (z - np.log(np.exp(z).sum(axis=-1, keepdims=True))).astype(np.float32)
 
 
-def greedy_mixed(model, vocab, memory, state, ctx, max_chars: int = MAX_CHARS, table=None) -> str:
-    """Greedy line through the network mixed with the memory (as the engine's Search mixes):
-    ctx the ids before the cut; the memory conditions on the generated characters, counts nothing."""
+def greedy_mixed(net, vocab, memory, state, ctx, max_chars: int = MAX_CHARS) -> str:
+    """Greedy line through the network mixed with the memory, as the engine's Search mixes them
+    (net: its completer.engine.Net, UNK excluded); ctx the ids before the cut: the memory
+    conditions on the generated characters and counts none."""
     newline, out = vocab.id("\n"), []
     ctx = list(ctx[-64:])
-    logits = _head(model, state)
     for step in range(max_chars):
-        lp = _log_softmax(logits)[0]
-        lp[vocab.unk] = -np.inf                                         # never suggested
-        mixed, _, _ = memory.mix(np.array(ctx[-64:], np.int32), lp)
+        mixed, _, _ = memory.mix(np.array(ctx[-64:], np.int32), net.logprobs(state)[0])
         c = int(np.argmax(mixed))
         if c == newline:
             break
         out.append(c)
         ctx.append(c)
         if step < max_chars - 1:
-            logits, state = model.step(np.array([c]), state, table)
+            state = net.step(np.array([c]), state)
     return vocab.decode(out)
+
+
+def read_memory(model, vocab, docs, cuts, memory, lps, cut_states) -> Pass:
+    """The memory's pass over the files in order, given the network's log-probabilities of every
+    character (lps, per doc (n, V)) and its state at every cut: each character is predicted by the
+    mixture, then read by the memory (the mixer learns from it first); a cut is completed with
+    what the memory read up to it and no further."""
+    from completer.engine.net import Net
+
+    out, net = Pass.empty(docs, cuts), Net(model)
+    by_doc = {}
+    for c, (d, p) in enumerate(cuts):
+        by_doc.setdefault(d, []).append((p, c))
+    for d, doc in enumerate(docs):
+        ids = vocab.encode(doc.text).astype(np.int32)
+        prev = 0
+        for p, c in by_doc.get(d, []) + [(len(ids), None)]:
+            lo = max(0, prev - 64)
+            out.put(d, prev, list(memory.score(ids[lo:p], prev - lo, lps[d][prev:p]).T))
+            if c is not None:
+                out.completions[c] = greedy_mixed(net, vocab, memory, cut_states[c], ids[max(0, p - 64):p])
+            prev = p
+    return out
 
 
 def read_sequential(model, vocab, docs, cuts, adapter=None, memory=None, window=ADAPT_WINDOW) -> Pass:
@@ -358,10 +391,16 @@ def read_sequential(model, vocab, docs, cuts, adapter=None, memory=None, window=
         by_doc.setdefault(d, {})[p] = c       # boundary p: the state after text[:p]
     table = model.input_table()
 
+    from completer.engine.net import Net
+
+    nets = []                                 # the serving view of the current weights, when needed
+
     def complete(state, ids, p, table):
         if memory is None:
             return greedy_lines(model, vocab, state, table=table)[0]
-        return greedy_mixed(model, vocab, memory, state, ids[max(0, p - 64):p], table=table)
+        if not nets:
+            nets.append(Net(model))
+        return greedy_mixed(nets[0], vocab, memory, state, ids[max(0, p - 64):p])
 
     for d, doc in enumerate(docs):
         ids = vocab.encode(doc.text).astype(np.int32)
@@ -408,6 +447,7 @@ def read_sequential(model, vocab, docs, cuts, adapter=None, memory=None, window=
                     grads[k] = grads[k] + v if k in grads else v
             adapter.apply(grads)
             table = model.input_table()       # the weights of the next window
+            nets.clear()
     return out
 
 
@@ -476,7 +516,7 @@ def evaluate(model, vocab, docs, train=None, adapt=None, ngram_order=NGRAM_ORDER
         run("adapted", lambda: read_sequential(model, vocab, docs, cuts, adapter=adapt))
         adapt.reset()
     if memory is not None:
-        run("memory", lambda: read_sequential(model, vocab, docs, cuts, memory=fresh_memory()))
+        run("memory", lambda: read_static(model, vocab, docs, cuts, memory=fresh_memory()))
         if adapt is not None:
             run("memory+adapted", lambda: read_sequential(model, vocab, docs, cuts, adapter=adapt,
                                                         memory=fresh_memory()))

@@ -215,11 +215,13 @@ class Engine:
         return state
 
     def prepare(self, uri, offset: int) -> None:
-        """Read the document up to `offset` now (an editor may call it on each keystroke)."""
+        """Read the document up to `offset` now, the memory too (an editor may call it on each keystroke)."""
         with self._lock:
             doc = self._doc(uri)
             self._check_offset(doc, offset)
             self._state_at(doc, offset, self._net(uri))
+            if self.memory is not None:
+                self._feed(doc, offset, self.memory)
 
     @staticmethod
     def _check_offset(doc, offset) -> None:
