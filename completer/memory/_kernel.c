@@ -326,7 +326,7 @@ static int alloc_table(Table *t, int log2, int slots) {
 static int Memory_init(Memory *m, PyObject *args, PyObject *kw) {
     static char *names[] = {"vocab_size", "unk", "classes", "order", "low_log2", "high_log2", "history_log2",
                             "match_log2", "short_match", "long_match", "ident_min", "discount", "lr", NULL};
-    int V, unk, K = 16, lowl = 14, highl = 19, histl = 23, ml = 21, m0 = 6, m1 = 20, m2 = 2;
+    int V, unk, K = 16, lowl = 14, highl = 19, histl = 23, ml = 21, m0 = 6, m1 = 20, m2 = 1;
     float D = 0.75f, lr = 0.002f;
     Py_buffer idb;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "iiy*|iiiiiiiiff", names, &V, &unk, &idb, &K, &lowl, &highl,

@@ -64,8 +64,9 @@ def load_weights(path) -> np.ndarray | None:
 def save_weights(path, weights: np.ndarray, meta: dict) -> None:
     from completer.checkpoint import atomic_write
 
-    data = {"weights": np.asarray(weights, np.float64).round(5).tolist(), **meta}
-    atomic_write(Path(path), json.dumps(data, indent=1).encode())
+    rows = ",\n  ".join(json.dumps(r) for r in np.asarray(weights, np.float64).round(5).tolist())
+    rest = "".join(f",\n {json.dumps(k)}: {json.dumps(v)}" for k, v in meta.items())
+    atomic_write(Path(path), f'{{"weights": [\n  {rows}]{rest}\n}}\n'.encode())
 
 
 class Memory:
