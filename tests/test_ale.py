@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.slow,
 
 def test_ale_completion_popup_in_the_models_order(tmp_path, completer_exe):
     model = make_bigram_checkpoint(tmp_path / "menu.safetensors", MENU_RULES)
-    command = " ".join(completer_exe[1:] + ["serve", "--model", str(model)])
+    command = " ".join(completer_exe[1:] + ["serve", "--model", str(model), "--no-memory"])  # compared with the network
     script = f"""
 let g:completer_enabled = 0            " ALE alone, not completer's own Vim plugin
 let g:ale_completion_enabled = 1

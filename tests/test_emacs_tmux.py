@@ -74,7 +74,7 @@ def start_emacs(tmp_path, completer_exe, client):
     """Emacs in tmux on x.py with the package and `client`'s setup; returns (tmux, model, log)."""
     model = make_bigram_checkpoint(tmp_path / "menu.safetensors", MENU_RULES)
     log = tmp_path / "serve.log"
-    command = [*completer_exe, "serve", "--model", str(model), "--log-file", str(log)]
+    command = [*completer_exe, "serve", "--model", str(model), "--no-memory", "--log-file", str(log)]  # compared with the network
     (tmp_path / "init.el").write_text(INIT.format(elpa=ELPA, plugin=ROOT / "plugins" / "emacs",
                                                   command=" ".join(f'"{a}"' for a in command),
                                                   client=client.format(tmp=tmp_path)))

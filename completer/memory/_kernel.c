@@ -20,10 +20,13 @@
    last), so a decoder may extend it with generated characters and nothing is counted. Only
    `learn` (real text) changes the tables. Character ids are the model's vocabulary ids (< 65535).
    Buffers come through the buffer protocol (numpy arrays), so no numpy headers are needed.
-   The GIL is held throughout: a call is atomic for Python threads (callers keep calls short). */
+   Threads: `learn` and `score` run without the GIL (a workspace read on a background thread never
+   stalls the frontend's Python), and every method holds the object's mutex while it touches the
+   tables, so a prediction waits at most for the chunk being learnt. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,6 +69,8 @@ typedef struct {
                                    5 newline, 6 opening bracket, 7 closing bracket or quote */
     float w[NSETS][NIN];
     float lr;
+    pthread_mutex_t lock;       /* the tables: one reader (learn) or predictor at a time */
+    int locked_ok;
 } Memory;
 
 #define IDENT(m, c) ((m)->cls[c] >= 1 && (m)->cls[c] <= 3)
@@ -287,6 +292,15 @@ static void mixer_update(Memory *m, int s, const float *in, const float *out, in
 }
 
 /* ---- Python glue --------------------------------------------------------------------------- */
+/* take the tables' mutex, letting other Python threads run while waiting for it */
+static void lock(Memory *m) {
+    if (pthread_mutex_trylock(&m->lock) == 0) return;
+    Py_BEGIN_ALLOW_THREADS
+    pthread_mutex_lock(&m->lock);
+    Py_END_ALLOW_THREADS
+}
+
+static void unlock(Memory *m) { pthread_mutex_unlock(&m->lock); }
 typedef struct { Py_buffer view; int ok; } Buf;
 
 static int get_buf(PyObject *o, Buf *b, int writable, const char *fmt, const char *what) {
@@ -313,6 +327,7 @@ static int check_ids(Memory *m, const int32_t *ids, Py_ssize_t n) {
 }
 
 static void Memory_dealloc(Memory *m) {
+    if (m->locked_ok) pthread_mutex_destroy(&m->lock);
     free(m->uni); free(m->low.b); free(m->high.b); free(m->hist); free(m->mtab[0]); free(m->mtab[1]); free(m->mtab[2]); free(m->cls);
     Py_TYPE(m)->tp_free((PyObject *)m);
 }
@@ -346,6 +361,11 @@ static int Memory_init(Memory *m, PyObject *args, PyObject *kw) {
         PyErr_SetString(PyExc_ValueError, "memory: a size or setting is out of range");
         return -1;
     }
+    if (!m->locked_ok) {
+        if (pthread_mutex_init(&m->lock, NULL) != 0) { PyErr_SetString(PyExc_OSError, "memory: no mutex"); return -1; }
+        m->locked_ok = 1;
+    }
+    if (m->uni) { PyErr_SetString(PyExc_RuntimeError, "memory: already initialised"); return -1; }
     m->V = V; m->unk = unk; m->K = K; m->D = D; m->lr = lr; m->mmin[0] = m0; m->mmin[1] = m1; m->mmin[2] = m2;
     m->uni = calloc(V, sizeof(double));
     m->hmask = ((uint64_t)1 << histl) - 1; m->hist = calloc(m->hmask + 1, sizeof(uint16_t));
@@ -371,10 +391,14 @@ static PyObject *Memory_learn(Memory *m, PyObject *args) {
         if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "start outside ids");
         rel(&b); return NULL;
     }
+    lock(m);
+    Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t t = start; t < n; t++) {
         Py_ssize_t lo = t - CTX > 0 ? t - CTX : 0;
         learn_one(m, ids + lo, (int)(t - lo), ids[t]);
     }
+    Py_END_ALLOW_THREADS
+    unlock(m);
     rel(&b);
     Py_RETURN_NONE;
 }
@@ -395,7 +419,9 @@ static PyObject *Memory_mix(Memory *m, PyObject *args) {
     if (check_ids(m, ctx, L) < 0) goto done;
     double *p = malloc(m->V * sizeof(double));
     if (!p) { PyErr_NoMemory(); goto done; }
+    lock(m);
     int s = mix(m, ctx, (int)L, nb.view.buf, ib.view.buf, ob.view.buf, p);
+    unlock(m);
     free(p);
     res = PyLong_FromLong(s);
 done:
@@ -412,7 +438,9 @@ static PyObject *Memory_update(Memory *m, PyObject *args) {
     if (s < 0 || (s & 0xff) >= NSEL0 || ((s >> 8) & 0xff) >= NSEL0 + NSEL1 || (s >> 16) >= NSETS || y < 0 || y >= m->V || ib.view.len != 4 * NIN * m->V || ob.view.len != 4 * m->V) {
         PyErr_SetString(PyExc_ValueError, "update: bad set, character or sizes"); goto done;
     }
+    lock(m);
     if (!isinf(((float *)ob.view.buf)[y])) mixer_update(m, s, ib.view.buf, ob.view.buf, y);
+    unlock(m);
     res = Py_None; Py_INCREF(res);
 done:
     rel(&ib); rel(&ob);
@@ -439,6 +467,8 @@ static PyObject *Memory_score(Memory *m, PyObject *args) {
     p = malloc(V * sizeof(double)); in = malloc(NIN * V * sizeof(float)); out = malloc(V * sizeof(float));
     if (!p || !in || !out) { PyErr_NoMemory(); goto done; }
     float *st = sb.view.buf;
+    lock(m);
+    Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t t = start; t < n; t++) {
         Py_ssize_t lo = t - CTX > 0 ? t - CTX : 0;
         const float *net = (const float *)nb.view.buf + (t - start) * V;
@@ -453,6 +483,8 @@ static PyObject *Memory_score(Memory *m, PyObject *args) {
         if (learn_mixer && !isinf(out[y])) mixer_update(m, s, in, out, y);
         learn_one(m, ids + lo, (int)(t - lo), y);
     }
+    Py_END_ALLOW_THREADS
+    unlock(m);
     res = Py_None; Py_INCREF(res);
 done:
     free(p); free(in); free(out);
@@ -462,7 +494,10 @@ done:
 
 /* the mixer's weights as bytes (NSETS * NIN float32), and back */
 static PyObject *Memory_get_weights(Memory *m, PyObject *unused) {
-    return PyBytes_FromStringAndSize((const char *)m->w, sizeof m->w);
+    lock(m);
+    PyObject *r = PyBytes_FromStringAndSize((const char *)m->w, sizeof m->w);
+    unlock(m);
+    return r;
 }
 
 static PyObject *Memory_set_weights(Memory *m, PyObject *arg) {
@@ -472,12 +507,14 @@ static PyObject *Memory_set_weights(Memory *m, PyObject *arg) {
         rel(&b);
         return PyErr_Format(PyExc_ValueError, "weights: expected %d float32", NSETS * NIN);
     }
+    lock(m);
     memcpy(m->w, b.view.buf, sizeof m->w);
+    unlock(m);
     rel(&b);
     Py_RETURN_NONE;
 }
 
-/* state() -> dict of bytes: every table, for the cache; load(dict) puts them back (same sizes) */
+/* state() -> dict of bytes: a copy of every table, for the cache; load(dict) puts them back (same sizes) */
 #define FIELDS(X) \
     X("uni", m->uni, (size_t)m->V * sizeof(double)) \
     X("low", m->low.b, (size_t)(m->low.mask + 1) * (2 + m->low.slots) * 4) \
@@ -493,12 +530,14 @@ static PyObject *Memory_set_weights(Memory *m, PyObject *arg) {
 static PyObject *Memory_state(Memory *m, PyObject *unused) {
     PyObject *d = PyDict_New(), *v;
     if (!d) return NULL;
+    lock(m);   /* a consistent copy, even while another thread reads text in */
 #define PUT(name, ptr, size) \
-    v = PyMemoryView_FromMemory((char *)(ptr), (Py_ssize_t)(size), PyBUF_READ); \
-    if (!v || PyDict_SetItemString(d, name, v) < 0) { Py_XDECREF(v); Py_DECREF(d); return NULL; } \
+    v = PyBytes_FromStringAndSize((const char *)(ptr), (Py_ssize_t)(size)); \
+    if (!v || PyDict_SetItemString(d, name, v) < 0) { Py_XDECREF(v); Py_DECREF(d); unlock(m); return NULL; } \
     Py_DECREF(v);
     FIELDS(PUT)
     v = Py_BuildValue("(ddK)", m->uni_total, m->uni_types, (unsigned long long)m->n);
+    unlock(m);
     if (!v || PyDict_SetItemString(d, "counters", v) < 0) { Py_XDECREF(v); Py_DECREF(d); return NULL; }
     Py_DECREF(v);
     return d;
@@ -507,21 +546,29 @@ static PyObject *Memory_state(Memory *m, PyObject *unused) {
 static PyObject *Memory_load(Memory *m, PyObject *d) {
     if (!PyDict_Check(d)) return PyErr_Format(PyExc_TypeError, "load takes a dict");
     PyObject *v; Buf b;
-#define GET(name, ptr, size) \
-    v = PyDict_GetItemString(d, name); \
-    if (!v) return PyErr_Format(PyExc_ValueError, "memory state lacks %s", name); \
-    if (PyObject_GetBuffer(v, &b.view, PyBUF_C_CONTIGUOUS) < 0) return NULL; \
-    if ((size_t)b.view.len != (size)) { PyBuffer_Release(&b.view); \
-        return PyErr_Format(PyExc_ValueError, "memory state %s has the wrong size", name); } \
-    memcpy((void *)(ptr), b.view.buf, (size)); PyBuffer_Release(&b.view);
-    FIELDS(GET)
     double total, types; unsigned long long n;
     v = PyDict_GetItemString(d, "counters");
     if (!v || !PyArg_ParseTuple(v, "ddK", &total, &types, &n)) {
         if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "memory state lacks counters");
         return NULL;
     }
+    /* every field checked before any is copied: a bad state changes nothing */
+#define CHECK(name, ptr, size) \
+    v = PyDict_GetItemString(d, name); \
+    if (!v) return PyErr_Format(PyExc_ValueError, "memory state lacks %s", name); \
+    if (PyObject_GetBuffer(v, &b.view, PyBUF_C_CONTIGUOUS) < 0) return NULL; \
+    if ((size_t)b.view.len != (size)) { PyBuffer_Release(&b.view); \
+        return PyErr_Format(PyExc_ValueError, "memory state %s has the wrong size", name); } \
+    PyBuffer_Release(&b.view);
+    FIELDS(CHECK)
+    lock(m);
+#define GET(name, ptr, size) \
+    v = PyDict_GetItemString(d, name); \
+    if (PyObject_GetBuffer(v, &b.view, PyBUF_C_CONTIGUOUS) == 0) { \
+        memcpy((void *)(ptr), b.view.buf, (size)); PyBuffer_Release(&b.view); }
+    FIELDS(GET)
     m->uni_total = total; m->uni_types = types; m->n = n;
+    unlock(m);
     Py_RETURN_NONE;
 }
 
@@ -534,7 +581,7 @@ static PyMethodDef Memory_methods[] = {
     {"score", (PyCFunction)Memory_score, METH_VARARGS, "score(ids, start, net, stats, learn_mixer=True)"},
     {"get_weights", (PyCFunction)Memory_get_weights, METH_NOARGS, "the mixer's weights (bytes)"},
     {"set_weights", (PyCFunction)Memory_set_weights, METH_O, "set the mixer's weights (float32)"},
-    {"state", (PyCFunction)Memory_state, METH_NOARGS, "every table, as memoryviews (for the cache)"},
+    {"state", (PyCFunction)Memory_state, METH_NOARGS, "a copy of every table, as bytes (for the cache)"},
     {"load", (PyCFunction)Memory_load, METH_O, "put back what state() gave"},
     {NULL}
 };

@@ -27,7 +27,7 @@ from completer.memory import _kernel
 SIZES = {"order": 16, "low_log2": 14, "high_log2": 19, "history_log2": 23, "match_log2": 21}
 CONTEXT = _kernel.CONTEXT      # characters before the cursor a prediction looks at
 INPUTS, SETS = _kernel.INPUTS, _kernel.SETS
-CHUNK = 4096                   # characters per kernel call while reading (each holds the GIL ~5 ms)
+CHUNK = 1024                   # characters per kernel call while reading: a prediction waits at most ~3 ms
 
 
 def char_class(c: str) -> int:
@@ -91,7 +91,8 @@ class Memory:
 
     def learn(self, ids: np.ndarray, start: int = 0) -> None:
         """Count ids[start:] (int32), ids[:start] being their context only; in chunks, so that a
-        long file never holds the interpreter for more than a few milliseconds."""
+        prediction from another thread never waits long for the tables (the kernel reads without
+        the GIL, holding only the tables' mutex)."""
         ids = np.ascontiguousarray(ids, np.int32)
         for a in range(start, len(ids), CHUNK):
             lo = max(0, a - CONTEXT)
