@@ -71,9 +71,9 @@ def test_the_workspace_is_read_in_the_background_and_its_names_completed(complet
     for i in range(40):                                          # ~1.2 MB: a read that takes a while
         (ws / "pkg" / f"filler_{i}.py").write_text(FILLER)
     (ws / "pkg" / "widgets.py").write_text(DEFINES)
-    (ws / ".venv").mkdir()
-    (ws / ".venv" / "pyvenv.cfg").write_text("home = /usr\n")
-    (ws / ".venv" / "junk.py").write_text("never_read = 1\n")
+    (ws / "myenv").mkdir()                                      # a virtualenv, whatever its name
+    (ws / "myenv" / "pyvenv.cfg").write_text("home = /usr\n")
+    (ws / "myenv" / "junk.py").write_text("never_read = 1\n")
     log = tmp_path / "serve.log"
     client = Client([*completer_exe, "serve", "--jsonl", "--log-level", "info", "--log-file", str(log)])
     try:
