@@ -47,9 +47,9 @@ def run(args) -> int:
     order = args.ngram_order or evaluate.NGRAM_ORDER
     if order > MAX_NGRAM_ORDER:  # memory grows with order x training characters
         raise CompleterError(f"--ngram-order must be at most {MAX_NGRAM_ORDER}, got {order}")
-    docs = evaluate.read_files(args.paths)
+    model, vocab, meta = checkpoint.load(args.model)  # a bad model fails first, before any log line
+    docs = evaluate.read_files(args.paths, log=_log)
     train = evaluate.train_texts(args.train_corpus, docs) if args.train_corpus else None
-    model, vocab, meta = checkpoint.load(args.model)
     adapter = None
     if args.adapt:
         adapter = Adapter(model, **({"lr": args.adapt_lr} if args.adapt_lr else {}))
