@@ -16,7 +16,7 @@ import logging
 import re
 import time
 
-from completer import __version__, memory
+from completer import __version__, heap
 from completer.registry import registry
 from completer.server.jsonrpc import INVALID_PARAMS, RpcError
 from completer.server.positions import LineIndex
@@ -157,7 +157,7 @@ class Session:
         self.engine.close(uri)
         self.open_uris.discard(uri)
         self.indexes.pop(uri, None)
-        memory.trim()  # the document's buffers go back to the OS, not only to malloc's free lists
+        heap.trim()  # the document's buffers go back to the OS, not only to malloc's free lists
 
     def document(self, params) -> str:
         uri = field(params, "textDocument.uri", str)
