@@ -41,12 +41,14 @@ from pathlib import Path
 
 import numpy as np
 
+from completer.discovery import discover
 from completer.engine.adaptation import WINDOW as ADAPT_WINDOW  # characters per SGD step with adaptation
 from completer.errors import CompleterError
 
 CUTS = 1000             # line-completion cut points
 SEED = 0
 MAX_CHARS = 80          # a line suggestion: up to this many characters or a newline
+TRUTH_CHARS = 2000      # a rest of line is scored on at most this many characters (see line_scores)
 KEYSTROKE_CHARS = 20_000
 SEGMENT = 8192          # characters scored per stream of the batched pass
 WARMUP = 2000           # characters read before a segment, unscored (the protocol's context)
@@ -61,11 +63,6 @@ class Doc:
 
 
 # ---- inputs ----------------------------------------------------------------------------------
-def _python_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*.py")
-                  if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts))
-
-
 def _read(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8")
@@ -75,17 +72,19 @@ def _read(path: Path) -> str:
         raise CompleterError(f"{path}: cannot read: {exc.strerror or exc}") from None
 
 
-def read_files(paths) -> list[Doc]:
-    """The files to evaluate: files as given, folders as their .py files (empty ones skipped)."""
+def read_files(paths, log=None) -> list[Doc]:
+    """The files to evaluate: files as given, folders as `completer train` reads them
+    (completer.discovery: binary, non-UTF-8, empty... files skipped, and `log`ged with counts)."""
     docs = []
     for raw in paths:
         p = Path(raw).expanduser()
         if p.is_dir():
-            found = [Doc(str(f), _read(f)) for f in _python_files(p)]
-            found = [d for d in found if d.text]
-            if not found:
-                raise CompleterError(f"{p}: no non-empty Python files in this folder")
-            docs += found
+            corpus = discover(p)
+            if not corpus.files:
+                raise CompleterError(f"{p}: no usable source files (skipped {corpus.skip_summary()})")
+            if log:
+                log(f"{p}: {len(corpus.files)} files, skipped {corpus.skip_summary()}")
+            docs += [Doc(str(corpus.root / f.path), f.text) for f in corpus.files]
         elif p.is_file():
             text = _read(p)
             if not text:
@@ -103,20 +102,12 @@ def read_files(paths) -> list[Doc]:
 
 
 def train_texts(corpus, exclude: list[Doc]) -> list[str]:
-    """Every .py file of the training corpus folder except the evaluated ones."""
+    """Every file of the training corpus folder (as `completer train` reads it) except the evaluated ones."""
     root = Path(corpus).expanduser()
     if not root.is_dir():
         raise CompleterError(f"{root}: the training corpus must be a folder")
     skip = {Path(d.path).resolve() for d in exclude}
-    texts = []
-    for f in _python_files(root):
-        if f.resolve() in skip:
-            continue
-        try:
-            texts.append(f.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, OSError):
-            continue  # a reference point, not the measure: skip what cannot be read
-    texts = [t for t in texts if t]
+    texts = [f.text for f in discover(root).files if (root / f.path).resolve() not in skip]
     if not texts:
         raise CompleterError(f"{root}: no Python files left to train the references on")
     return texts
@@ -143,9 +134,11 @@ def cut_points(docs: list[Doc], n: int = CUTS, seed: int = SEED) -> list[tuple[i
     return [(int(d), int(p)) for d, p in eligible[picks]]
 
 
-def rest_of_line(text: str, pos: int) -> str:
-    end = text.find("\n", pos)
-    return text[pos:] if end < 0 else text[pos:end]
+def rest_of_line(text: str, pos: int, limit: int | None = None) -> str:
+    """text from pos to the end of its line, or to `limit` characters if the line goes on."""
+    stop = len(text) if limit is None else min(len(text), pos + limit)
+    end = text.find("\n", pos, stop)
+    return text[pos:stop] if end < 0 else text[pos:end]
 
 
 def line_match(generated: str, truth: str) -> tuple[bool, float]:
@@ -453,8 +446,13 @@ def read_sequential(model, vocab, docs, cuts, adapter=None, memory=None, window=
 
 # ---- the report ---------------------------------------------------------------------------------
 def line_scores(docs, cuts, completions) -> tuple[float, float, float]:
-    """(Exact Match %, Edit Similarity, 95% half-interval of EM in points) of one completion per cut."""
-    scores = [line_match(g, rest_of_line(docs[d].text, pos)) for g, (d, pos) in zip(completions, cuts)]
+    """(Exact Match %, Edit Similarity, 95% half-interval of EM in points) of one completion per cut.
+
+    The truth is the rest of the line, cut at TRUTH_CHARS: difflib costs O(len(truth)) per cut, so a
+    minified file's one 400 kB line made scoring ~20x slower per character than the reading itself.
+    No line of ordinary code reaches the cap, so no figure changes; past it EM is False either way (a
+    suggestion has at most MAX_CHARS) and ES, at most 2 x 80 / 2,000 = 8 either way, is a little higher."""
+    scores = [line_match(g, rest_of_line(docs[d].text, pos, TRUTH_CHARS)) for g, (d, pos) in zip(completions, cuts)]
     em = float(np.mean([s[0] for s in scores]))
     ci95 = 100.0 * 1.96 * math.sqrt(em * (1 - em) / len(scores))
     return 100.0 * em, float(np.mean([s[1] for s in scores])), ci95
@@ -539,7 +537,8 @@ def evaluate(model, vocab, docs, train=None, adapt=None, ngram_order=NGRAM_ORDER
         lm = NGram.train(train, ngram_order)
         report["ngram_bpc"] = lm.bpc([d.text for d in docs])
         if cuts:
-            completions = lm.greedy_lines([docs[d].text[:pos] for d, pos in cuts], MAX_CHARS)
+            # the n-gram reads the last order - 1 characters: no copy of each file's whole prefix
+            completions = lm.greedy_lines([docs[d].text[max(0, pos - ngram_order):pos] for d, pos in cuts], MAX_CHARS)
             em, es, ci = line_scores(docs, cuts, completions)
             report.update(ngram_line_em=em, ngram_line_es=es, ngram_line_em_ci95=ci)
         report["train_chars"] = len(train_text)

@@ -9,6 +9,7 @@ per window: for V ~ 100 characters that is far cheaper than the (T*B, E) @ (E, G
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -16,16 +17,6 @@ import numpy as np
 from completer.cells.base import Pool
 from completer.errors import CompleterError
 from completer.registry import registry
-
-
-class _ZerosRng:
-    """Stands in for a numpy Generator where only the shapes of the draws matter."""
-
-    def uniform(self, low=0.0, high=1.0, size=None):
-        return np.zeros(size, np.float32)
-
-    def standard_normal(self, size=None, dtype=np.float64):
-        return np.zeros(size, np.float32)
 
 
 @dataclass(frozen=True)
@@ -39,11 +30,15 @@ class ModelConfig:
     weight_drop: float = 0.0  # DropConnect on the recurrent matrices (training only)
 
     def validate(self) -> "ModelConfig":
+        if not isinstance(self.cell, str) or not self.cell:
+            raise CompleterError(f"cell must be a name (a string), got {self.cell!r:.60}")
         for field, low in (("vocab_size", 2), ("embed", 1), ("hidden", 1), ("layers", 1)):
-            if not isinstance(getattr(self, field), int) or getattr(self, field) < low:
+            value = getattr(self, field)
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise CompleterError(f"{field} must be an integer >= {low}, got {getattr(self, field)!r}")
         for field in ("dropout", "weight_drop"):
-            if not 0.0 <= getattr(self, field) < 1.0:
+            value = getattr(self, field)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 <= value < 1.0:
                 raise CompleterError(f"{field} must be in [0, 1), got {getattr(self, field)!r}")
         return self
 
@@ -51,10 +46,27 @@ class ModelConfig:
         return asdict(self)
 
 
+def cell_class(config: ModelConfig):
+    return registry.get("cell", config.cell)
+
+
+def weight_count(config: ModelConfig) -> tuple[int, int]:
+    """(tensors, weights) of a model of this config, computed from two cells whatever the number
+    of layers (so a config claiming 10**9 layers is refused before a single cell is built)."""
+    config.validate()
+    cell_cls = cell_class(config)
+    first = cell_cls(config.embed, config.hidden).param_shapes()
+    rest = cell_cls(config.hidden, config.hidden).param_shapes() if config.layers > 1 else {}
+    size = lambda shapes: sum(math.prod(s) for s in shapes.values())
+    weights = (config.vocab_size * config.embed + size(first) + (config.layers - 1) * size(rest)
+               + (config.hidden + 1) * config.vocab_size)
+    return 3 + len(first) * config.layers, weights
+
+
 class CharModel:
     def __init__(self, config: ModelConfig, params: dict | None = None, seed: int = 0, dtype=np.float32):
         self.config = config.validate()
-        cell_cls = registry.get("cell", config.cell)
+        cell_cls = cell_class(config)
         dims = [config.embed] + [config.hidden] * config.layers
         self.cells = [cell_cls(dims[l], config.hidden) for l in range(config.layers)]
         self.params = params if params is not None else self.init_params(seed, dtype)
@@ -75,13 +87,13 @@ class CharModel:
         return p
 
     def expected_shapes(self) -> dict:
-        """Shapes every checkpoint of this config must have (checked on load, so at every start-up:
-        zeros instead of random draws, ~8 ms less at LSTM-512)."""
-        try:
-            params = self.init_params(0, np.float32, rng=_ZerosRng())
-        except AttributeError:  # a plugin cell drawing with another Generator method
-            params = self.init_params(0, np.float32)
-        return {k: v.shape for k, v in params.items()}
+        """Shapes every checkpoint of this config must have, in init_params's order, without
+        allocating a single weight (Cell.param_shapes): a lying config costs nothing to check."""
+        c = self.config
+        shapes = {"embed": (c.vocab_size, c.embed)}
+        for l, cell in enumerate(self.cells):
+            shapes.update((f"layers.{l}.{k}", s) for k, s in cell.param_shapes().items())
+        return dict(shapes, **{"head.W": (c.hidden, c.vocab_size), "head.b": (c.vocab_size,)})
 
     def layer_params(self, l: int) -> dict:
         prefix = f"layers.{l}."

@@ -96,6 +96,8 @@ class Registry:
 
     def get(self, kind: str, name: str):
         """The loaded object registered as `name`, or a CompleterError that says what exists."""
+        if not isinstance(name, str):  # e.g. a list from a checkpoint's JSON: not a name at all
+            raise CompleterError(f"a {kind} name must be a string, got {type(name).__name__} {name!r:.60}")
         with self._lock:
             comp = self._discover(kind).get(name)
             if comp is not None:

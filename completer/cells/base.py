@@ -8,6 +8,7 @@ for a whole window in one product (for the first layer, as a gather from an embe
 table), so a cell only implements the recurrence on top of `xp`:
 
   init_params(rng, dtype) -> {"Wx": (D, G*H), "b": (G*H,), **recurrent params}
+  param_shapes()          -> {name: shape} of init_params's arrays, without making them
   step(p, xp, state)                      xp (B, G*H)          -> state
   forward(p, xp, state)                   xp (T, B, G*H)       -> hs (T, B, H), state, cache
   backward(p, cache, dhs, dstate)         dhs (T, B, H)        -> dxp (T, B, G*H), grads, dstate0
@@ -15,6 +16,12 @@ table), so a cell only implements the recurrence on top of `xp`:
 `state` is a tuple of (B, H) arrays whose first item is the output h (LSTM: (h, c)). `grads`
 holds the gradients of the recurrent params only; the model derives Wx's and b's from dxp.
 All math follows the dtype of the params: float32 in use, float64 in the gradient check.
+
+Shapes without allocation: a checkpoint's config may lie (hidden 60000 would be a 53 GiB matrix),
+so the loader asks `param_shapes()`, which never builds the arrays at the real size: init_params
+runs on tiny probes of (D, H), each dimension of each parameter is solved as a + b*D + c*H, and
+the rule is checked on two more probes. Every shipped cell's shapes are affine in D and H; a
+plugin cell whose are not (or whose probe fails) is built once at full size instead, with zeros.
 
 Speed: a cell's window passes write into buffers (`workspace`) that its backward hands back
 (`release`, called by the model once it has used dxp) for the next window of the same shape, so
@@ -25,6 +32,21 @@ evaluation, threads) each get their own.
 from __future__ import annotations
 
 import numpy as np
+
+
+_PROBES = ((2, 3), (5, 3), (2, 7))   # (D, H): solve each dimension as a + b*D + c*H
+_CHECKS = ((7, 11), (13, 4))         # (D, H): the rule must predict these
+_RULES: dict = {}                    # cell class -> its rule (or None), learnt once
+
+
+class _ZerosRng:
+    """Stands in for a numpy Generator where only the shapes of the draws matter."""
+
+    def uniform(self, low=0.0, high=1.0, size=None):
+        return np.zeros(size, np.float32)
+
+    def standard_normal(self, size=None, dtype=np.float64):
+        return np.zeros(size, np.float32)
 
 
 class Cell:
@@ -57,6 +79,53 @@ class Cell:
     def init_params(self, rng, dtype=np.float32) -> dict:
         D, GH = self.D, self.gates * self.H
         return {"Wx": self.uniform(rng, (D, GH), dtype), "b": np.zeros(GH, dtype)}
+
+    @classmethod
+    def shape_rule(cls) -> dict | None:
+        """{param: ((a, b, c) per dimension)} with dimension = a + b*D + c*H, learnt from
+        init_params on tiny probes; None if the shapes are not affine in (D, H)."""
+        if cls not in _RULES:
+            _RULES[cls] = cls._learn_rule()
+        return _RULES[cls]
+
+    @classmethod
+    def _learn_rule(cls) -> dict | None:
+        try:
+            probe = {dh: {k: np.shape(v) for k, v in cls(*dh).init_params(np.random.default_rng(0)).items()}
+                     for dh in _PROBES + _CHECKS}
+        except Exception:  # a plugin that cannot be built that small: shapes at full size
+            return None
+        (s0, s1, s2), base = (probe[dh] for dh in _PROBES), probe[_PROBES[0]]
+        (d0, h0), (d1, _), (_, h2) = _PROBES
+        rule = {}
+        for k, shape in base.items():
+            if any(k not in s or len(s[k]) != len(shape) for s in probe.values()):
+                return None
+            dims = []
+            for i, n0 in enumerate(shape):
+                b, rb = divmod(s1[k][i] - n0, d1 - d0)
+                c, rc = divmod(s2[k][i] - n0, h2 - h0)
+                if rb or rc:
+                    return None
+                dims.append((n0 - b * d0 - c * h0, b, c))
+            rule[k] = tuple(dims)
+        for (d, h) in _CHECKS:
+            if set(probe[(d, h)]) != set(rule) or any(
+                    probe[(d, h)][k] != tuple(a + b * d + c * h for a, b, c in dims) for k, dims in rule.items()):
+                return None
+        return rule
+
+    def param_shapes(self) -> dict:
+        """{name: shape} of init_params's arrays at this cell's (D, H), none of them allocated
+        (unless the cell's shapes are not affine in D and H: then built once, as zeros)."""
+        rule = self.shape_rule()
+        if rule is not None:
+            return {k: tuple(a + b * self.D + c * self.H for a, b, c in dims) for k, dims in rule.items()}
+        try:
+            params = self.init_params(_ZerosRng(), np.float32)
+        except AttributeError:  # a plugin cell drawing with another Generator method
+            params = self.init_params(np.random.default_rng(0), np.float32)
+        return {k: np.shape(v) for k, v in params.items()}
 
     def zero_state(self, B: int, dtype=np.float32) -> tuple:
         return tuple(np.zeros((B, self.H), dtype) for _ in range(self.n_states))

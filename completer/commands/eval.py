@@ -57,11 +57,11 @@ def run(args) -> int:
     order = args.ngram_order or evaluate.NGRAM_ORDER
     if order > MAX_NGRAM_ORDER:  # memory grows with order x training characters
         raise CompleterError(f"--ngram-order must be at most {MAX_NGRAM_ORDER}, got {order}")
-    docs = evaluate.read_files(args.paths)
+    model, vocab, meta = checkpoint.load(args.model)  # a bad model fails first, before any log line
+    docs = evaluate.read_files(args.paths, log=_log)
     project = evaluate.train_texts(args.project, docs) if args.project else None
     corpus = args.train_corpus or args.project
     train = (project if corpus == args.project else evaluate.train_texts(corpus, docs)) if corpus else None
-    model, vocab, meta = checkpoint.load(args.model)
     adapter = None
     if args.adapt:
         adapter = Adapter(model, **({"lr": args.adapt_lr} if args.adapt_lr else {}))

@@ -69,9 +69,10 @@ def run(args) -> int:
     session = Session(model=args.model, adapt=args.adapt, adapt_lr=args.adapt_lr, memory=not args.no_memory)
     dispatcher = Dispatcher(reader, writer, session.requests, session.notifications, CancelToken)
     code = dispatcher.run()
-    if dispatcher.reader_thread.is_alive():
-        # `exit` arrived while the reader is blocked reading stdin, a read nothing can interrupt;
-        # a normal interpreter exit would abort on that stream's lock, so leave directly.
+    if dispatcher.reader_thread.is_alive() or dispatcher.writer_thread.is_alive():
+        # `exit` arrived while the reader is blocked reading stdin (or the writer writing to a
+        # client that does not read), a call nothing can interrupt; a normal interpreter exit
+        # would abort on that stream's lock, so leave directly.
         logging.shutdown()
         os._exit(code)
     return code

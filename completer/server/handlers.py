@@ -23,7 +23,7 @@ import re
 import time
 from urllib.parse import unquote, urlparse
 
-from completer import __version__
+from completer import __version__, heap
 from completer.registry import registry
 from completer.server.jsonrpc import INVALID_PARAMS, RpcError
 from completer.server.positions import LineIndex
@@ -211,6 +211,7 @@ class Session:
         self.engine.close(uri)
         self.open_uris.discard(uri)
         self.indexes.pop(uri, None)
+        heap.trim()  # the document's buffers go back to the OS, not only to malloc's free lists
 
     def document(self, params) -> str:
         uri = field(params, "textDocument.uri", str)
@@ -231,10 +232,12 @@ class Session:
     # ---- completions ----------------------------------------------------------------------
     def inline_completion(self, params, token):
         uri = self.document(params)
-        offset = self.offset(self.index(uri), params, "position")
+        index = self.index(uri)
+        offset = self.offset(index, params, "position")
         invoked = field(params, "context.triggerKind", int, 2) == INVOKED
         req = self.request_for(self.settings, "block" if invoked else self.settings["mode"])
-        here = {"start": params["position"], "end": params["position"]}
+        at = index.position(offset, self.encoding)  # the position as the engine read it (clamped)
+        here = {"start": at, "end": at}
         return {"items": [{"insertText": c.text, "range": here}
                           for c in self.engine.complete(uri, offset, req, cancel=token) if c.text]}
 
@@ -245,7 +248,7 @@ class Session:
         word = WORD.search(index.text, index.starts[index.position(offset, "utf-32")["line"]], offset).group()
         n = self.settings["n"]
         req = self.request_for(self.settings, "token", decoder="beam", n=n, beam=max(n, 4))
-        edit = {"start": index.position(offset - len(word), self.encoding), "end": params["position"]}
+        edit = {"start": index.position(offset - len(word), self.encoding), "end": index.position(offset, self.encoding)}
         items, seen = [], set()
         for c in self.engine.complete(uri, offset, req, cancel=token):
             label = word + c.text

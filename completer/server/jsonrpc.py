@@ -1,15 +1,34 @@
 """The JSON-RPC 2.0 dispatcher: one per server, whatever the framing.
 
-Two threads. The reader thread cuts bodies out of stdin (framing.py), parses and validates them,
+Three threads. The reader thread cuts bodies out of stdin (framing.py), parses and validates them,
 answers what is broken (with id null when no id could be read), applies `$/cancelRequest` at once,
 and queues everything else. The worker (the caller of `run`) handles queued messages in order,
 so a `didChange` is always applied before the completion request that follows it, while a
 cancellation reaches a running completion through its token: the engine checks it between
-characters and raises, and the request is answered with -32800.
+characters and raises, and the request is answered with -32800. The reader never writes stdout
+itself: its error answers go through a queue to the writer thread, so it never blocks on a client
+that is slow to read (a reader blocked writing could not read the `$/cancelRequest` or the rest of
+a pipelined batch: a deadlock). The worker writes its results directly (frames never interleave:
+the framing writer holds a lock); when the client does not read, only the worker waits.
+
+Bounds (backpressure): the incoming queue holds at most IN_MESSAGES messages or 2x the message cap
+in bytes (16 MB by default), the outgoing one OUT_MESSAGES frames or as many bytes (one message
+is always let through, however big). Past a bound the thread that would add to it waits: a worker
+blocked on a full pipe lets the incoming queue fill, a full incoming (or outgoing) queue stops the
+reader, and the client's own writes then block in the pipe, as with any program that is not read. So a client that pipelines
+requests and reads the answers only afterwards is served as long as what it wrote fits in those
+bounds (and the pipes' buffers), and a client that never reads stops being read, instead of making
+the server's memory grow.
+
+Params: an omitted `params` and `"params": null` mean the same (JSON-RPC allows omitting them; LSP
+clients send `shutdown` and `exit` with either), i.e. `{}`; a method that needs some then refuses
+what is missing (-32602), and any other non-object is refused as before.
 
 Lifecycle (LSP): before `initialize` requests get -32002 and notifications are dropped; after
-`shutdown` requests get -32600; `exit` ends `run` with 0 after shutdown, 1 otherwise; end of input
-ends it with 0. Every request id gets exactly one answer; notifications never get one.
+`shutdown` requests get -32600; `exit` ends `run` with 0 after shutdown, 1 otherwise (an `exit`
+sent with an id is answered first, with result null); end of input ends it with 0. Every request
+id gets exactly one answer; notifications never get one. `run` returns once the writer has sent
+everything queued, or after DRAIN_SECONDS if the client stopped reading.
 
 Handlers: `requests[method](params, token) -> result` and `notifications[method](params)`.
 They raise `RpcError` for protocol errors; a `CompleterError` (bad user value) becomes -32602 and
@@ -17,10 +36,10 @@ any other exception -32603 with the traceback in the log; the server keeps servi
 """
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import math
-import queue
 import threading
 import traceback
 
@@ -38,6 +57,52 @@ REQUEST_CANCELLED = -32800
 log = logging.getLogger("completer.server")
 _EOF = object()
 NEW, RUNNING, SHUTDOWN = "new", "running", "shutdown"
+IN_MESSAGES = 10_000    # requests and notifications read but not handled yet
+OUT_MESSAGES = 10_000   # frames waiting for the client to read them
+DRAIN_SECONDS = 5.0     # how long `run` waits, at the end, for the client to read what is queued
+
+
+class BoundedQueue:
+    """A FIFO of at most max_items items and max_bytes bytes (one item is always admitted): `put`
+    waits while it is full. `close()` ends it: puts are refused, gets drain it, then return _EOF;
+    `close(discard=True)` also drops what it holds."""
+
+    def __init__(self, max_items: int, max_bytes: int):
+        self.max_items, self.max_bytes = max_items, max_bytes
+        self.items: collections.deque = collections.deque()
+        self.bytes, self.closed = 0, False
+        self.cond = threading.Condition()
+
+    def put(self, item, size: int) -> bool:
+        with self.cond:
+            while (self.items and not self.closed
+                   and (len(self.items) >= self.max_items or self.bytes + size > self.max_bytes)):
+                self.cond.wait()
+            if self.closed:
+                return False
+            self.items.append((item, size))
+            self.bytes += size
+            self.cond.notify_all()
+            return True
+
+    def get(self, timeout=None):
+        with self.cond:
+            if not self.cond.wait_for(lambda: self.items or self.closed, timeout):
+                return None
+            if not self.items:
+                return _EOF
+            item, size = self.items.popleft()
+            self.bytes -= size
+            self.cond.notify_all()
+            return item
+
+    def close(self, discard: bool = False) -> None:
+        with self.cond:
+            self.closed = True
+            if discard:
+                self.items.clear()
+                self.bytes = 0
+            self.cond.notify_all()
 
 
 class RpcError(Exception):
@@ -88,21 +153,49 @@ class Dispatcher:
         self.requests, self.notifications = requests, notifications
         self.token_factory = token_factory
         self.state = NEW
-        self.queue: queue.SimpleQueue = queue.SimpleQueue()
+        max_bytes = 2 * getattr(reader, "max_bytes", 8 * 1024 * 1024)
+        self.queue = BoundedQueue(IN_MESSAGES, max_bytes)   # (has_id, id, method, params), body size
+        self.out = BoundedQueue(OUT_MESSAGES, max_bytes)    # encoded bodies, for the writer thread
         self.lock = threading.Lock()
         self.pending: dict = {}      # key(id) -> token, for queued and running requests
         self.cancelled: set = set()  # keys of pending requests the client cancelled
         self.closed = False          # stdout is gone: stop
+        self.reader_thread = self.writer_thread = None
 
     # ---- output ---------------------------------------------------------------------------
     def send(self, obj: dict) -> None:
+        """Write one message: the reader thread's go through the writer thread's queue (waiting
+        while it is full), the worker's are written at once (a full pipe blocks only the worker:
+        backpressure; a hand-off to another thread cost ~0.5 ms per keystroke)."""
         if self.closed:
             return
+        body = encode(obj)
+        if threading.current_thread() is self.reader_thread:
+            self.out.put(body, len(body))
+        else:
+            self._write(body)
+
+    def _write(self, body: bytes) -> bool:
         try:
-            self.writer.send(encode(obj))
+            self.writer.send(body)  # whole frames under the writer's lock: the threads never interleave
+            return True
         except (OSError, ValueError):  # broken pipe / closed stream: the client is gone
             self.closed = True
-            self.queue.put(_EOF)
+            self.out.close(discard=True)
+            self.queue.close(discard=True)
+            return False
+
+    def write_loop(self) -> None:
+        while True:
+            body = self.out.get()
+            if body is _EOF or not self._write(body):
+                return
+
+    def drain(self, timeout: float = DRAIN_SECONDS) -> None:
+        """Let the writer send what is queued (at most `timeout` seconds), then stop it."""
+        self.out.close()
+        if self.writer_thread is not None:
+            self.writer_thread.join(timeout)
 
     def reply(self, id_, result) -> None:
         self.send({"jsonrpc": "2.0", "id": id_, "result": result})
@@ -131,7 +224,7 @@ class Dispatcher:
         except Exception:  # never reached by design; if it is, end cleanly rather than hang
             log.error("reader failed:\n%s", traceback.format_exc())
         finally:
-            self.queue.put(_EOF)
+            self.queue.close()  # the worker handles what was queued, then ends
 
     def accept(self, body: bytes) -> None:
         """Parse and validate one body; answer it if broken, else cancel or queue it."""
@@ -151,7 +244,7 @@ class Dispatcher:
             self.error(None, INVALID_REQUEST, "id must be a string or an integer")
             return
         method, params = msg.get("method"), msg.get("params")
-        if params is None:  # omitted, or null as eglot 1.9 sends with `shutdown`: no params
+        if params is None:  # omitted or null: no params (JSON-RPC 2.0 allows omitting them; eglot sends null)
             params = {}
         if msg.get("jsonrpc") != "2.0" or not isinstance(method, str):
             self.error(id_, INVALID_REQUEST, 'expected {"jsonrpc": "2.0", "method": string, ...}')
@@ -162,7 +255,7 @@ class Dispatcher:
         if has_id:
             with self.lock:
                 self.pending[_key(id_)] = self.token_factory()
-        self.queue.put((has_id, id_, method, params))
+        self.queue.put((has_id, id_, method, params), len(body))  # waits while full: backpressure
 
     def cancel(self, id_) -> None:
         if not _valid_id(id_):
@@ -176,19 +269,28 @@ class Dispatcher:
     # ---- worker ---------------------------------------------------------------------------
     def run(self) -> int:
         """Serve until `exit` or end of input; the process exit code."""
+        self.writer_thread = threading.Thread(target=self.write_loop, name="completer-writer", daemon=True)
         self.reader_thread = threading.Thread(target=self.read_loop, name="completer-reader", daemon=True)
+        self.writer_thread.start()
         self.reader_thread.start()
-        while True:
-            item = self.queue.get()
-            if item is _EOF:
-                return 0
-            has_id, id_, method, params = item
-            if method == "exit":
-                return 0 if self.state == SHUTDOWN else 1
-            if has_id:
-                self.handle_request(id_, method, params)
-            else:
-                self.handle_notification(method, params)
+        try:
+            while True:
+                item = self.queue.get()
+                if item is _EOF:
+                    return 0
+                has_id, id_, method, params = item
+                if method == "exit":
+                    if has_id:  # a request by mistake: it still gets its one answer
+                        with self.lock:
+                            self.pending.pop(_key(id_), None)
+                        self.reply(id_, None)
+                    return 0 if self.state == SHUTDOWN else 1
+                if has_id:
+                    self.handle_request(id_, method, params)
+                else:
+                    self.handle_notification(method, params)
+        finally:
+            self.drain()
 
     def handle_request(self, id_, method: str, params) -> None:
         key = _key(id_)
