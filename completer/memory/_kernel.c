@@ -10,7 +10,7 @@
      length from the text read; and an identifier model, a match model keyed by the identifier
      typed so far (2+ characters, begun where an identifier begins), which completes names seen once;
    - the mixer: p(c) proportional to exp(sum_j w[s][j] * L_j(c)) over the inputs L_j = log-
-     probabilities of the network, the n-gram and the three match models; each weight is the sum of
+     probabilities of the network, the n-gram and the four match models; each weight is the sum of
      one row of three tables, chosen by (the match length, the highest n-gram order whose context
      was seen, whether the match agrees with the network), (the class of the last character, in
      indentation or not) and (the n-gram's largest probability); the weights learn online on the
@@ -33,8 +33,8 @@
 
 #define MAXORD 24
 #define CTX 64          /* context characters a prediction looks at (match verification cap) */
-#define NIN 5           /* mixer inputs: network, n-gram, short match, long match, identifier */
-#define NMATCH 3        /* the match models: short, long, identifier */
+#define NIN 6           /* mixer inputs: network, n-gram, short match, long match, identifier, line */
+#define NMATCH 4        /* the match models: short, long, identifier, line */
 #define NLEN 5          /* match-length classes */
 #define NORD 4          /* highest-order classes */
 #define NSEL0 (NLEN * NORD * 2)   /* weight sets by match length, order seen, agreement */
@@ -186,10 +186,16 @@ static int ident_run(Memory *m, const int32_t *ctx, int L) {
     return r == L && L == CTX ? 0 : r;
 }
 
+/* the current line so far with the newline before it (0 if that newline is not in the context) */
+static int line_run(Memory *m, const int32_t *ctx, int L) {
+    for (int r = 1; r <= L; r++) if (m->cls[ctx[L - r]] == 5) return r;
+    return 0;
+}
+
 /* the key a match model files the context under, and its length; 0 if the context has none */
 static int model_key(Memory *m, int j, const int32_t *ctx, int L, uint64_t *key) {
-    int mn = j < 2 ? m->mmin[j] : ident_run(m, ctx, L);
-    if (L < mn || (j == 2 && mn < m->mmin[2])) return 0;
+    int mn = j < 2 ? m->mmin[j] : j == 2 ? ident_run(m, ctx, L) : line_run(m, ctx, L);
+    if (L < mn || (j == 2 && mn < m->mmin[2]) || (j == 3 && mn == 0)) return 0;
     *key = match_key(ctx, L, mn) ^ (uint64_t)j;
     return mn;
 }
@@ -249,7 +255,7 @@ static int mix(Memory *m, const int32_t *ctx, int L, const float *net, float *in
         float lo = (float)log((1 - conf) / (V - 1)), hi = (float)log(conf);
         for (int c = 0; c < V; c++) row[c] = lo;
         row[pred] = hi;
-        if (j < 2 && len > mlen) { mlen = len; mpred = pred; }
+        if (j != 2 && len > mlen) { mlen = len; mpred = pred; }
     }
     int lb = mlen == 0 ? 0 : mlen < 12 ? 1 : mlen < 20 ? 2 : mlen < 32 ? 3 : 4;
     int ob = seen <= 2 ? 0 : seen <= 5 ? 1 : seen <= 10 ? 2 : 3;
@@ -328,7 +334,7 @@ static int check_ids(Memory *m, const int32_t *ids, Py_ssize_t n) {
 
 static void Memory_dealloc(Memory *m) {
     if (m->locked_ok) pthread_mutex_destroy(&m->lock);
-    free(m->uni); free(m->low.b); free(m->high.b); free(m->hist); free(m->mtab[0]); free(m->mtab[1]); free(m->mtab[2]); free(m->cls);
+    free(m->uni); free(m->low.b); free(m->high.b); free(m->hist); free(m->mtab[0]); free(m->mtab[1]); free(m->mtab[2]); free(m->mtab[3]); free(m->cls);
     Py_TYPE(m)->tp_free((PyObject *)m);
 }
 
@@ -371,12 +377,12 @@ static int Memory_init(Memory *m, PyObject *args, PyObject *kw) {
     m->hmask = ((uint64_t)1 << histl) - 1; m->hist = calloc(m->hmask + 1, sizeof(uint16_t));
     m->mmask = ((uint64_t)1 << ml) - 1;
     for (int j = 0; j < NMATCH; j++) m->mtab[j] = calloc(m->mmask + 1, sizeof(uint32_t));
-    if (!m->uni || !m->cls || !m->hist || !m->mtab[0] || !m->mtab[1] || !m->mtab[2] || alloc_table(&m->low, lowl, LOW_SLOTS) ||
+    if (!m->uni || !m->cls || !m->hist || !m->mtab[0] || !m->mtab[1] || !m->mtab[2] || !m->mtab[3] || alloc_table(&m->low, lowl, LOW_SLOTS) ||
         alloc_table(&m->high, highl, HIGH_SLOTS)) {
         PyErr_NoMemory();
         return -1;
     }
-    for (int s = 0; s < NSEL0; s++) { m->w[s][0] = 1.0f; m->w[s][1] = 0.3f; m->w[s][2] = 0.2f; m->w[s][3] = 0.2f; m->w[s][4] = 0.2f; }
+    for (int s = 0; s < NSEL0; s++) { m->w[s][0] = 1.0f; m->w[s][1] = 0.3f; m->w[s][2] = 0.2f; m->w[s][3] = 0.2f; m->w[s][4] = 0.2f; m->w[s][5] = 0.2f; }
     return 0;
 }
 
@@ -523,6 +529,7 @@ static PyObject *Memory_set_weights(Memory *m, PyObject *arg) {
     X("match0", m->mtab[0], (size_t)(m->mmask + 1) * 4) \
     X("match1", m->mtab[1], (size_t)(m->mmask + 1) * 4) \
     X("match2", m->mtab[2], (size_t)(m->mmask + 1) * 4) \
+    X("match3", m->mtab[3], (size_t)(m->mmask + 1) * 4) \
     X("mhit", m->mhit, sizeof m->mhit) \
     X("mtry", m->mtry, sizeof m->mtry) \
     X("weights", m->w, sizeof m->w)

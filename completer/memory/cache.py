@@ -22,7 +22,7 @@ import numpy as np
 
 FORMAT = "completer-memory-1"
 SPARSE = ("low", "high")                      # bucket tables: rows whose tag is set
-POSITIONS = ("match0", "match1", "match2")    # position tables: entries that are set
+POSITIONS = ("match0", "match1", "match2", "match3")    # position tables: entries that are set
 
 
 def cache_dir() -> Path:
