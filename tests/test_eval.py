@@ -256,3 +256,28 @@ def test_bad_input_is_one_line_and_exit_2(case, tmp_path, tiny_checkpoint, capsy
     assert cli.main(["eval", *args, "--model", model]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("completer eval: error:")
+
+
+def test_eval_project_memory_runs_and_zpaq_reference(tmp_path, tiny_checkpoint, capsys, monkeypatch):
+    """--project: the memory reads the rest of the project first; every configuration is reported;
+    zpaq -method 5 is a reference where the program is installed (.ci/run installs it), else a note."""
+    import shutil
+
+    repo = write_repo(tmp_path)
+    target = [str(repo / "pkg" / "a.py")]
+    assert cli.main(["eval", *target, "--model", str(tiny_checkpoint), "--project", str(repo), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    runs = report["runs"]
+    assert list(runs) == ["network", "memory"] and report["memory"] is True
+    assert report["project_chars"] == report["train_chars"] > 0           # b.py and the test, not a.py
+    # b.py is a.py renamed: the memory that read it predicts a.py far better than the untrained network
+    assert runs["memory"]["bpc"] < 0.5 * runs["network"]["bpc"] and report["bpc"] == runs["memory"]["bpc"]
+    assert runs["memory"]["line_em"] > runs["network"]["line_em"] + 20
+    assert shutil.which("zpaq") and 0 < report["zpaq_bpc"] < report["lzma_bpc"] + 1
+    assert cli.main(["eval", *target, "--model", str(tiny_checkpoint), "--no-memory", "--json"]) == 0
+    plain = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert list(plain["runs"]) == ["network"] and plain["bpc"] == runs["network"]["bpc"]
+    monkeypatch.setenv("PATH", "/nonexistent")                             # no zpaq program
+    assert cli.main(["eval", *target, "--model", str(tiny_checkpoint), "--project", str(repo)]) == 0
+    captured = capsys.readouterr()
+    assert "zpaq -method 5 reference skipped" in captured.err and "- (no zpaq)" in captured.out

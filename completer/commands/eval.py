@@ -104,9 +104,11 @@ def run(args) -> int:
         print(f"{label:24}" + "".join(cell(r[key]) for r in runs.values()))
     gram = f"{report['ngram_order']}-gram"
     for label, key, fmt in (("lzma -9e bpc", "lzma_bpc", "{:.3f}"), ("bz2 -9 bpc", "bz2_bpc", "{:.3f}"),
+                            ("zpaq -method 5 bpc", "zpaq_bpc", "{:.3f}"),
                             (f"{gram} Kneser-Ney bpc", "ngram_bpc", "{:.3f}"),
                             (f"{gram} line EM (%)", "ngram_line_em", "{:.1f}"),
                             (f"{gram} line ES", "ngram_line_es", "{:.1f}")):
         v = report[key]
-        print(f"{label:24}{(fmt.format(v) if v is not None else '- (no --train-corpus)'):>10}")
+        missing = "- (no zpaq)" if key == "zpaq_bpc" and report["lzma_bpc"] is not None else "- (no --train-corpus)"
+        print(f"{label:24}{(fmt.format(v) if v is not None else missing):>10}")
     return 0
