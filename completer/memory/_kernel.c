@@ -132,31 +132,40 @@ static int bump(Table *t, uint32_t *b, int y) {
     return 1;
 }
 
-/* the n-gram's distribution after ctx into p (V,); returns the highest order whose context was seen */
+/* the n-gram's distribution after ctx into p (V,); returns the highest order whose context was seen.
+   Interpolation p_k = g_k p_(k-1) + a_k unrolled from the top order down, so that each order costs
+   its followers, not a pass over the vocabulary: p = sum_k (prod_(i>k) g_i) a_k + (prod g) p_0. */
 static int ngram_predict(Memory *m, const int32_t *ctx, int L, double *p) {
     uint64_t hashes[MAXORD + 1];
+    uint32_t *found[MAXORD + 1];
     int V = m->V, top = context_hashes(ctx, L, m->K, hashes), seen = 0;
     double D = m->D;
-    for (int c = 0; c < V; c++) p[c] = 1.0 / V;
-    if (m->uni_total > 0) {
-        double g = D * m->uni_types / m->uni_total;
-        for (int c = 0; c < V; c++) p[c] = g * p[c] + (m->uni[c] > D ? m->uni[c] - D : 0.0) / m->uni_total;
-    }
     for (int k = 1; k <= top; k++) {
-        Table *t = table_for(m, k);
-        uint32_t *b = bucket(t, hashes[k], 0);
+        uint32_t *b = bucket(table_for(m, k), hashes[k], 0);
         if (!b || !b[1]) break;   /* longer contexts were seen after this one, so none is */
+        found[k] = b;
+        seen = k;
+    }
+    double G = 1.0;               /* the product of the interpolation weights above this order */
+    for (int c = 0; c < V; c++) p[c] = 0.0;
+    for (int k = seen; k >= 1; k--) {
+        Table *t = table_for(m, k);
+        uint32_t *b = found[k], *s = b + 2;
         double N = b[1], types = 0;
-        uint32_t *s = b + 2;
-        for (int i = 0; i < t->slots; i++) types += s[i] != 0;
-        double g = D * types / N;
-        for (int c = 0; c < V; c++) p[c] *= g;
         for (int i = 0; i < t->slots; i++) if (s[i]) {
             double cnt = s[i] & 0xffffu;
             int c = (int)(s[i] >> 16) - 1;
-            if (c < V && cnt > D) p[c] += (cnt - D) / N;
+            types++;
+            if (c < V && cnt > D) p[c] += G * (cnt - D) / N;
         }
-        seen = k;
+        G *= D * types / N;
+    }
+    double u = 1.0 / V;
+    if (m->uni_total > 0) {
+        double g = D * m->uni_types / m->uni_total;
+        for (int c = 0; c < V; c++) p[c] += G * (g * u + (m->uni[c] > D ? m->uni[c] - D : 0.0) / m->uni_total);
+    } else {
+        for (int c = 0; c < V; c++) p[c] += G * u;
     }
     return seen;
 }
@@ -245,7 +254,7 @@ static int mix(Memory *m, const int32_t *ctx, int L, const float *net, float *in
     for (int c = 1; c < V; c++) if (net[c] > net[best]) best = c;
     int seen = ngram_predict(m, ctx, L, p);
     memcpy(in, net, V * sizeof(float));
-    for (int c = 0; c < V; c++) in[V + c] = (float)log(p[c] > 1e-30 ? p[c] : 1e-30);
+    for (int c = 0; c < V; c++) in[V + c] = logf(p[c] > 1e-30 ? (float)p[c] : 1e-30f);
     int mlen = 0, mpred = -1;
     for (int j = 0; j < NMATCH; j++) {
         int len, pred = match_predict(m, j, ctx, L, &len);
@@ -277,9 +286,9 @@ static int mix(Memory *m, const int32_t *ctx, int L, const float *net, float *in
         out[c] = z;
         if (z > zmax) zmax = z;
     }
-    double sum = 0;
-    for (int c = 0; c < V; c++) sum += exp((double)(out[c] - zmax));
-    float lse = zmax + (float)log(sum);
+    float sum = 0;
+    for (int c = 0; c < V; c++) sum += expf(out[c] - zmax);
+    float lse = zmax + logf(sum);
     for (int c = 0; c < V; c++) out[c] -= lse;
     return s;
 }
