@@ -54,7 +54,7 @@ import numpy as np
 from completer.engine.documents import DocCache, common_prefix
 from completer.engine.net import Net
 from completer.engine.requests import CancelToken, Cancelled, Completion, Request
-from completer.engine.search import Search
+from completer.engine.search import CONTEXT, Search
 from completer.engine.stops import Stopper, continues_identifier, finish
 from completer.errors import CompleterError
 
@@ -273,7 +273,7 @@ class Engine:
             s, inputs, lp = doc.pending[1]
             memory.update(s, inputs, lp, self.vocab.id(text[a]))
         doc.pending = None
-        ctx = max(0, a - 64)
+        ctx = max(0, a - CONTEXT)
         memory.learn(self.vocab.encode(text[ctx:offset]), a - ctx)
         doc.fed = offset
 
@@ -294,7 +294,7 @@ class Engine:
         if req.mode != "free" and continues_identifier(text[offset - 1:offset], suffix):
             return None
         state = self._state_at(doc, offset, net)
-        ids = self.vocab.encode(text[max(0, offset - 64):offset]) if self.memory is not None else None
+        ids = self.vocab.encode(text[max(0, offset - CONTEXT):offset]) if self.memory is not None else None
         return state, text[self.block_start(offset):offset], suffix, ids
 
     def _decode(self, start, req, decoder, cancel, net, memory=None):
