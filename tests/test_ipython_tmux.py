@@ -46,7 +46,9 @@ def test_ipython_ghost_text_keys_fallback_context_and_magic(tmp_path):
     (profile / "ipython_config.py").write_text(
         'c.InteractiveShellApp.extensions = ["completer.ipython"]\n'            # the README's line
         f'c.InteractiveShellApp.exec_lines = ["%completer model {model}", "%run -i {tmp_path / "slow.py"}"]\n')
-    t = Tmux(f"{IPYTHON} --no-banner", {"IPYTHONDIR": tmp_path / "ipython", "HOME": tmp_path})
+    work = tmp_path / "work"       # the folder IPython starts in, which its project memory reads: empty
+    work.mkdir()
+    t = Tmux(f"{IPYTHON} --no-banner", {"IPYTHONDIR": tmp_path / "ipython", "HOME": tmp_path}, cwd=work)
     try:
         t.wait_for("In [1]:")
         t.send("x = 12345", literal=True)

@@ -47,7 +47,7 @@ def test_ptpython_ghost_text_keys_fallback_and_context(tmp_path):
     (tmp_path / "config").mkdir()
     (tmp_path / "config" / "config.py").write_text(CONFIG.format(model=str(model)))
     t = Tmux(str(PTPYTHON), {"PTPYTHON_CONFIG_HOME": tmp_path / "config", "XDG_DATA_HOME": tmp_path / "data",
-                             "HOME": tmp_path})
+                             "HOME": tmp_path}, cwd=tmp_path / "config")
     try:
         wait_prompt(t)
         t.send("x = 12345", literal=True)

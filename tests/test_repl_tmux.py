@@ -21,10 +21,12 @@ GREY_256 = "\x1b[38;5;244m"  # app.STYLE's #7f7f7f in the 256 colours tmux offer
 
 
 class Tmux:
-    def __init__(self, command, env):
+    def __init__(self, command, env, cwd=None):
+        """cwd: where the program starts (the REPLs' project memory reads that folder)."""
         self.socket = f"completer-test-{uuid.uuid4().hex[:8]}"
         env = " ".join(f"{k}='{v}'" for k, v in env.items())
-        self.run("new-session", "-d", "-x", "100", "-y", "20", "-s", "repl", f"env {env} {command}")
+        where = ["-c", str(cwd)] if cwd else []
+        self.run("new-session", "-d", "-x", "100", "-y", "20", "-s", "repl", *where, f"env {env} {command}")
 
     def run(self, *args):
         return subprocess.run(["tmux", "-L", self.socket, "-f", os.devnull, *args], check=True,
@@ -55,7 +57,7 @@ class Tmux:
 @pytest.fixture
 def terminal(tmp_path, completer_exe):
     model = make_bigram_checkpoint(tmp_path / "bigram.safetensors")
-    t = Tmux(" ".join(completer_exe + ["--model", str(model)]), {"XDG_DATA_HOME": tmp_path / "data"})
+    t = Tmux(" ".join(completer_exe + ["--model", str(model)]), {"XDG_DATA_HOME": tmp_path / "data"}, cwd=tmp_path)
     try:
         yield t
     finally:
