@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import stat
 import tempfile
 from importlib import resources
@@ -36,9 +37,23 @@ class CheckpointError(CompleterError):
     pass
 
 
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGUSR1}
+
+
 def atomic_write(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that a crash at any instant leaves the old file or the new one."""
-    path = Path(path)
+    """Write `data` to `path` so that a crash at any instant leaves the old file or the new one.
+
+    The stop signals are held back while the temporary file exists (delivered right after), so a
+    second Ctrl-C or SIGTERM during a save neither tears it nor leaves the temporary behind."""
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        _write_replace(Path(path), data)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+    _sync_dir(Path(path))
+
+
+def _write_replace(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         umask = os.umask(0)
@@ -55,6 +70,9 @@ def atomic_write(path: Path, data: bytes) -> None:
         except OSError:
             pass
         raise
+
+
+def _sync_dir(path: Path) -> None:
     try:  # make the rename itself durable
         dfd = os.open(path.parent, os.O_RDONLY)
         try:
