@@ -63,7 +63,7 @@ class Cache:
                 continue
             a = np.frombuffer(view, _dtype(name))
             if name in SPARSE:
-                a = a.reshape(-1, _stride(memory, name))
+                a = a.reshape(-1, _stride(name))
                 rows = np.flatnonzero(a[:, 0]).astype(np.uint32)
                 tensors[f"{name}.rows"], tensors[name] = rows, a[rows]
             elif name in POSITIONS:
@@ -101,7 +101,7 @@ class Cache:
             if got.dtype != a.dtype:
                 return False
             if name in SPARSE:
-                a = a.reshape(-1, _stride(memory, name))
+                a = a.reshape(-1, _stride(name))
                 rows = stored[f"{name}.rows"]
                 if got.shape != (len(rows), a.shape[1]) or (len(rows) and rows.max() >= len(a)):
                     return False
@@ -131,7 +131,7 @@ def _dtype(name: str):
             "hist": np.uint16}.get(name, np.uint32)
 
 
-def _stride(memory, name: str) -> int:
+def _stride(name: str) -> int:
     """Words per bucket: a tag, a total, then the slots."""
     from completer.memory import _kernel
 
