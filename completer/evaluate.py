@@ -355,7 +355,7 @@ def greedy_mixed(net, vocab, memory, state, ctx, max_chars: int = MAX_CHARS) -> 
     newline, out = vocab.id("\n"), []
     ctx = list(ctx[-64:])
     for step in range(max_chars):
-        mixed, _, _ = memory.mix(np.array(ctx[-64:], np.int32), net.logprobs(state)[0])
+        mixed, _, _ = memory.mix(np.array(ctx[-64:], np.int32), net.logits(state)[0])
         c = int(np.argmax(mixed))
         if c == newline:
             break

@@ -32,9 +32,14 @@ class LSTM(Cell):
     def step(self, p, xp, state):
         h, c = state
         H = self.H
-        a = self._gates(xp + h @ p["Wh"])                           # (B, 4H)
-        c = a[:, H:2 * H] * c + a[:, :H] * a[:, 3 * H:]
-        return a[:, 2 * H:3 * H] * np.tanh(c), c
+        a = h @ p["Wh"]                                             # (B, 4H)
+        a += xp                     # in place, here and below: at batch 1 each temporary costs
+        self._gates(a)              # more than the arithmetic (same operations, same results)
+        c = a[:, H:2 * H] * c
+        c += a[:, :H] * a[:, 3 * H:]
+        h = np.tanh(c)
+        h *= a[:, 2 * H:3 * H]
+        return h, c
 
     def forward(self, p, xp, state):
         T, B, _ = xp.shape

@@ -4,6 +4,7 @@
     state = net.read(net.zero, ids)     # ids (T,): the window path, one batched input projection
     state = net.step(ids, state)        # ids (B,): one step per row
     lp = net.logprobs(state)            # (B, V) log-probabilities, UNK excluded (-inf)
+    z = net.logits(state)               # (B, V) the same up to a constant per row (for the mixer)
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ class Net:
         self.params = [{k: np.asfortranarray(v) if v.ndim == 2 else v for k, v in model.layer_params(l).items()}
                        for l in range(len(model.cells))]
         self.table = model.input_table()                                    # (V, G*H)
+        self.table.flags.writeable = False  # step hands cells views of its rows: read-only input
         self.head_W = np.asfortranarray(model.params["head.W"])             # (H, V)
         self.head_b = model.params["head.b"].copy()
         self.head_b[-1] = -np.inf   # Vocab puts UNK last: never suggest the unknown symbol
@@ -29,7 +31,12 @@ class Net:
 
     def step(self, ids, state):
         """ids (B,) -> the state after reading them."""
-        xp, new = self.table[ids], []                                       # (B, G*H)
+        if len(ids) == 1:  # a row's view: fancy indexing costs 4 us of a ~90 us step
+            i = int(ids[0])
+            xp = self.table[i:i + 1]                                        # (1, G*H)
+        else:
+            xp = self.table[ids]                                            # (B, G*H)
+        new = []
         for l, (cell, p) in enumerate(zip(self.cells, self.params)):
             if l:
                 xp = h @ p["Wx"] + p["b"]
@@ -53,10 +60,21 @@ class Net:
             new.append(s)
         return new
 
-    def logprobs(self, state) -> np.ndarray:
-        """(B, V) float32 log-probabilities of the next character (UNK excluded)."""
+    def logits(self, state) -> np.ndarray:
+        """(B, V) float32 scores of the next character, log-probabilities up to a constant per row
+        (UNK -inf). The memory's log-linear mixer takes these as they are: a row's constant
+        cancels in its normalisation, so the log-softmax is only paid without it."""
         z = state[-1][0] @ self.head_W                                      # (B, V)
         z += self.head_b
+        return z
+
+    def logprobs(self, state) -> np.ndarray:
+        """(B, V) float32 log-probabilities of the next character (UNK excluded)."""
+        z = self.logits(state)
+        if len(z) == 1:  # whole-array reductions: a third of the axis=1 ones' cost at batch 1
+            z -= z.max()
+            z -= np.float32(np.log(np.exp(z).sum()))
+            return z
         z -= z.max(axis=1, keepdims=True)
         z -= np.log(np.exp(z).sum(axis=1, keepdims=True))
         return z

@@ -66,19 +66,20 @@ class Search:
                 h.state = [tuple(a[b:b + 1] for a in s) for s in new]
                 h.pending = None
         if len(hyps) == 1:
-            lp = self.net.logprobs(hyps[0].state)
+            state = hyps[0].state
         else:
             L = len(hyps[0].state)
-            top = np.concatenate([h.state[L - 1][0] for h in hyps])
-            lp = self.net.logprobs([(top,)])                                # (B, V)
-        return lp if self.memory is None else self._mix(hyps, lp)
+            state = [(np.concatenate([h.state[L - 1][0] for h in hyps]),)]
+        if self.memory is None:
+            return self.net.logprobs(state)                                 # (B, V)
+        return self._mix(hyps, self.net.logits(state))
 
-    def _mix(self, hyps, lp) -> np.ndarray:
-        """The network's (B, V) log-probabilities mixed with the memory's, row by row."""
-        out = np.empty_like(lp)
+    def _mix(self, hyps, z) -> np.ndarray:
+        """The network's (B, V) scores (logits) mixed with the memory's, row by row."""
+        out = np.empty_like(z)
         for b, h in enumerate(hyps):
             ctx = np.array((self._context + h.ids)[-CONTEXT:], np.int32)
-            out[b], s, inputs = self.memory.mix(ctx, lp[b])
+            out[b], s, inputs = self.memory.mix(ctx, z[b])
             if h is self._root and self.root_mix is None:
                 self.root_mix = (s, inputs, out[b].copy())
         return out
