@@ -317,6 +317,7 @@ static void lock(Memory *m) {
 }
 
 static void unlock(Memory *m) { pthread_mutex_unlock(&m->lock); }
+static void lock_nogil(Memory *m) { pthread_mutex_lock(&m->lock); }
 typedef struct { Py_buffer view; int ok; } Buf;
 
 static int get_buf(PyObject *o, Buf *b, int writable, const char *fmt, const char *what) {
@@ -344,10 +345,15 @@ static int check_ids(Memory *m, const int32_t *ids, Py_ssize_t n) {
 
 /* The tables are read at random (a few dozen places per character), so with 4 KiB pages nearly every
    access misses the TLB, and in a VM a miss walks two page tables: a character cost 35 us beside the
-   network's step, 5 us alone. So they live in anonymous mappings aligned to 2 MiB and advised as huge
-   pages (transparent huge pages in "madvise" or "always" mode; elsewhere the advice is ignored and
-   they are ordinary pages). Pages still come only when first written, and they are zero. */
+   network's step, 5 us alone. So they live in anonymous mappings aligned to 2 MiB, which prefault()
+   (below) advises as huge pages and maps, chunk by chunk, on a thread of its own (transparent huge
+   pages in "madvise" or "always" mode; elsewhere the advice is ignored). Until it has, pages come
+   when first written, as ordinary ones (a first huge page costs up to ms: zeroed, and in a VM backed
+   by the host on first touch). They are zero either way. */
 #define HUGE ((size_t)2 << 20)
+#ifndef MADV_COLLAPSE
+#define MADV_COLLAPSE 25        /* Linux 6.1's value, for older headers; older kernels refuse it */
+#endif
 static size_t big_size(size_t bytes) { return (bytes + HUGE - 1) & ~(HUGE - 1); }
 
 static void *big_calloc(size_t bytes) {
@@ -357,9 +363,6 @@ static void *big_calloc(size_t bytes) {
     uint8_t *a = (uint8_t *)(((uintptr_t)p + HUGE - 1) & ~(uintptr_t)(HUGE - 1));
     if (a > p) munmap(p, (size_t)(a - p));                    /* keep exactly [a, a + n) */
     if (p + n + HUGE > a + n) munmap(a + n, (size_t)(p + n + HUGE - (a + n)));
-#ifdef MADV_HUGEPAGE
-    madvise(a, n, MADV_HUGEPAGE);
-#endif
     return a;
 }
 
@@ -621,7 +624,37 @@ static PyObject *Memory_load(Memory *m, PyObject *d) {
 
 static PyObject *Memory_chars(Memory *m, void *unused) { return PyLong_FromUnsignedLongLong(m->n); }
 
+/* prefault(): advise each 2 MiB chunk of the tables as a huge page and map it now. Done at once on
+   the first learn, that took 16-124 ms (every chunk zeroed; in a VM, backed by the host), so the
+   Python side runs this on a thread of its own when a memory is made, while the first characters
+   read map ordinary pages where they land (MADV_COLLAPSE then merges them into a huge page).
+   Each chunk is touched under the mutex, by adding 0 (atomic: a concurrent learn's write to the
+   same word is never lost), so a prediction waits at most for one chunk. */
+static void touch(Memory *m, void *base, size_t bytes) {
+    for (size_t off = 0; off < bytes; off += HUGE) {
+        uint8_t *chunk = (uint8_t *)base + off;
+#ifdef MADV_HUGEPAGE
+        madvise(chunk, HUGE, MADV_HUGEPAGE);
+#endif
+        lock_nogil(m);
+        __atomic_fetch_add((uint32_t *)chunk, 0u, __ATOMIC_RELAXED);
+        madvise(chunk, HUGE, MADV_COLLAPSE);   /* small pages already there: merged now (Linux 6.1+) */
+        pthread_mutex_unlock(&m->lock);
+    }
+}
+
+static PyObject *Memory_prefault(Memory *m, PyObject *noargs) {
+    Py_BEGIN_ALLOW_THREADS
+    touch(m, m->high.b, table_bytes(&m->high));
+    for (int j = 0; j < NMATCH; j++) touch(m, m->mtab[j], mtab_bytes(m));
+    touch(m, m->low.b, table_bytes(&m->low));
+    touch(m, m->hist, hist_bytes(m));
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef Memory_methods[] = {
+    {"prefault", (PyCFunction)Memory_prefault, METH_NOARGS, "prefault(): map every table's pages now (off the GIL)"},
     {"learn", (PyCFunction)Memory_learn, METH_VARARGS, "learn(ids, start=0): count ids[start:] (int32)"},
     {"mix", (PyCFunction)Memory_mix, METH_VARARGS, "mix(ctx, net, inputs, out) -> the weight sets chosen (packed)"},
     {"update", (PyCFunction)Memory_update, METH_VARARGS, "update(set, inputs, out, y): learn the mixer on y"},

@@ -17,6 +17,7 @@ ship beside the checkpoint as NAME.mixer.json; without that file the kernel's de
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -77,6 +78,9 @@ class Memory:
         self.roots: list = []       # the project folders read into it (completer.memory.project)
         classes = bytes(char_class(vocab.char(i)) if i != vocab.unk else 0 for i in range(self.V))
         self.kernel = _kernel.Memory(self.V, vocab.unk, classes, **self.sizes)
+        # the tables' pages, mapped on a thread of its own (see the kernel's prefault): else the
+        # first characters read pay for them, on the way to the first completion
+        threading.Thread(target=self.kernel.prefault, name="completer-memory-prefault", daemon=True).start()
         if weights is not None:
             self.kernel.set_weights(np.ascontiguousarray(weights, np.float32))
 
