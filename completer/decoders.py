@@ -10,7 +10,9 @@ request. The contract (a plugin subclasses `Decoder`):
               of the next character of each live hypothesis (one batched model step);
               `search.extend(hyp, i, lp)` -> a new Hyp with character id `i` (log-prob `lp`)
               appended and `.done` set when the mode's stop rule ends it; `search.check()`
-              raises Cancelled if the request was cancelled (call it once per character).
+              raises Cancelled if the request was cancelled, OutOfTime past its budget
+              (call it once per character and let both propagate: the engine answers an
+              OutOfTime with the hypothesis extended last, `search.partial()`).
       req     the validated `Request` (temperature, top_k, top_p, beam, n, max_chars ...)
       rng     a numpy Generator seeded from req.seed
       returns finished hypotheses, best first; the engine turns them into Completions

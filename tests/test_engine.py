@@ -181,3 +181,37 @@ def test_threads_share_an_engine(engine):
     for t in threads:
         t.join()
     assert not errors
+
+
+def test_budget_returns_the_continuation_so_far_cut_at_a_token_boundary(engine, monkeypatch):
+    import time
+
+    full = engine.complete_text(SRC[:300], Request(mode="free", max_chars=60))[0]
+    assert not full.cut
+    # a clock that advances 1 ms per reading: the budget of 10.5 ms allows exactly 10 characters
+    now = [1000.0]
+
+    def clock():
+        now[0] += 0.001
+        return now[0]
+
+    monkeypatch.setattr(time, "perf_counter", clock)
+    out = engine.complete_text(SRC[:300], Request(mode="free", max_chars=60, budget_ms=10.5))
+    monkeypatch.undo()
+    expected = full.text[:10]
+    while expected and (expected[-1].isalnum() or expected[-1] == "_"):
+        expected = expected[:-1]   # never a half-written name
+    if expected:
+        assert [c.text for c in out] == [expected] and out[0].cut
+        assert out[0].char_logprobs == full.char_logprobs[:len(expected)]
+    else:
+        assert out == []
+    # a budget that is not reached changes nothing
+    roomy = engine.complete_text(SRC[:300], Request(mode="free", max_chars=60, budget_ms=600_000))[0]
+    assert (roomy.text, roomy.cut) == (full.text, False)
+
+
+@pytest.mark.parametrize("bad", [-1, "10", float("inf"), True])
+def test_bad_budget_is_refused(engine, bad):
+    with pytest.raises(CompleterError, match="budget_ms"):
+        engine.complete_text("x = ", Request(budget_ms=bad))

@@ -26,3 +26,26 @@ def test_bad_temperature_setting_is_refused(tiny_checkpoint, value):
     with pytest.raises(RpcError, match="setting temperature"):
         session.did_change_configuration({"settings": {"temperature": value}})
     assert session.settings["temperature"] == 1.0
+
+
+def test_budget_limits_as_you_type_ghost_text_only(tiny_checkpoint):
+    session = started(tiny_checkpoint)
+    assert session.settings["budgetMs"] > 0          # on by default
+    session.did_change_configuration({"settings": {"mode": "free", "maxChars": 20}})
+    text = "import os\n\ndef main(argv):\n    return "
+    session.did_open({"textDocument": {"uri": "file:///b.py", "text": text}})
+    where = {"textDocument": {"uri": "file:///b.py"}, "position": {"line": 3, "character": 11}}
+    typing, invoked = {**where, "context": {"triggerKind": 2}}, {**where, "context": {"triggerKind": 1}}
+    assert session.inline_completion(typing, None)["items"]
+    session.did_change_configuration({"settings": {"budgetMs": 1e-6}})  # out of time at once
+    assert session.inline_completion(typing, None)["items"] == []
+    # asked for (Invoked): the user waits for the whole block, whatever the budget
+    seen = []
+    complete = session.engine.complete
+    session.engine.complete = lambda uri, offset, req, cancel=None: seen.append(req) or complete(uri, offset, req, cancel)
+    session.inline_completion(invoked, None)
+    assert [(r.mode, r.budget_ms) for r in seen] == [("block", 0)]
+    session.did_change_configuration({"settings": {"budgetMs": 0}})     # 0: no limit
+    assert session.inline_completion(typing, None)["items"]
+    with pytest.raises(RpcError, match="setting budgetMs"):
+        session.did_change_configuration({"settings": {"budgetMs": -5}})

@@ -16,7 +16,7 @@ One file per piece:
     service.py     Engine: documents, states, decoding, memory feeding, the learning thread
 """
 from completer.engine.net import Net
-from completer.engine.requests import MAX_CHARS, CancelToken, Cancelled, Completion, Request
+from completer.engine.requests import MAX_CHARS, TYPING_BUDGET_MS, CancelToken, Cancelled, Completion, Request
 from completer.engine.search import Hyp, Search
 from completer.engine.service import DEFAULT_CONTEXT, Engine
 

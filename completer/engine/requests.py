@@ -3,6 +3,8 @@
     Request(mode="line", decoder="greedy", ...).validated()  # raises CompleterError on bad fields
     Completion(text, logprob, char_logprobs)                  # .prob = exp(logprob)
     CancelToken().cancel()  # a request being decoded stops with Cancelled at its next character
+    Request(budget_ms=20)   # typing-time requests: past 20 ms of wall time the decoder stops and
+                            # the continuation so far is returned, cut back to a token boundary
 """
 from __future__ import annotations
 
@@ -14,10 +16,16 @@ from completer.engine.stops import MODES
 from completer.errors import CompleterError
 
 MAX_CHARS = 10_000      # the longest continuation one request may ask for
+TYPING_BUDGET_MS = 20   # the ghost text's budget in every frontend (serve's `budgetMs` setting):
+                        # a quiet machine decodes an 80-character line in about half of it
 
 
 class Cancelled(CompleterError):
     """The request's CancelToken was cancelled while it was being decoded."""
+
+
+class OutOfTime(Exception):
+    """Raised by Search.check() past the request's budget; the engine answers with what it has."""
 
 
 class CancelToken:
@@ -44,6 +52,8 @@ class Request:
     seed: int | None = None
     max_chars: int = 80
     min_prob: float = 0.0       # drop continuations whose total probability is below this
+    budget_ms: float = 0.0      # wall time allowed from the engine's receipt (0: no limit); then the
+                                # best continuation so far is cut back to a token boundary (Completion.cut)
 
     def validated(self) -> "Request":
         def bad(what):
@@ -53,7 +63,7 @@ class Request:
             bad(f"mode {self.mode!r} is not one of {', '.join(MODES[:4])}")
         if not isinstance(self.decoder, str) or not self.decoder:
             bad("decoder must be a name")
-        for name in ("temperature", "top_p", "min_prob"):
+        for name in ("temperature", "top_p", "min_prob", "budget_ms"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
                 bad(f"{name} must be a number, got {v!r}")
@@ -65,6 +75,8 @@ class Request:
             bad(f"temperature must be 0 or more, got {self.temperature}")
         if not 0 < self.top_p <= 1:
             bad(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.budget_ms < 0:
+            bad(f"budget_ms must be 0 (no limit) or more, got {self.budget_ms}")
         if not 0 <= self.min_prob <= 1:
             bad(f"min_prob must be in [0, 1], got {self.min_prob}")
         if self.max_chars > MAX_CHARS or self.n > 100 or self.beam > 100:
@@ -80,6 +92,7 @@ class Completion:
     text: str
     logprob: float                                   # natural log of the text's probability
     char_logprobs: list = field(default_factory=list)
+    cut: bool = False            # the request's budget ran out: the decoder was stopped early
 
     @property
     def prob(self) -> float:

@@ -6,11 +6,12 @@ the samplers, plugins) predicts through the same mixture. See completer.decoders
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
 
-from completer.engine.requests import Cancelled
+from completer.engine.requests import Cancelled, OutOfTime
 from completer.engine.stops import Stopper
 
 CONTEXT = 64    # characters before the cursor the memory conditions on (its kernel's CONTEXT)
@@ -35,11 +36,14 @@ class Hyp:
 class Search:
     """The model seen by a decoder for one request (see completer.decoders for the contract)."""
 
-    def __init__(self, net, vocab, state, stopper, cancel, memory=None, context=None):
+    def __init__(self, net, vocab, state, stopper, cancel, memory=None, context=None, deadline=None):
         """memory: a completer.memory.Memory to mix with the network (None: the network alone);
         context: (L,) int32 ids of the text before the cursor, which the memory conditions on
-        (extended by each hypothesis's own characters: nothing generated is ever counted)."""
+        (extended by each hypothesis's own characters: nothing generated is ever counted);
+        deadline: a time.perf_counter() value past which check() raises OutOfTime."""
         self.net, self.vocab, self.cancel, self.memory = net, vocab, cancel, memory
+        self.deadline = deadline
+        self.latest = None      # the hypothesis extended last: what a request out of time returns
         self._root = Hyp([], [], 0.0, [tuple(a.copy() for a in s) for s in state], stopper)
         self._chars = [vocab.char(i) for i in range(len(vocab))]
         self._context = [] if memory is None or context is None else [int(i) for i in context[-CONTEXT:]]
@@ -51,6 +55,8 @@ class Search:
     def check(self) -> None:
         if self.cancel is not None and self.cancel.cancelled:
             raise Cancelled("request cancelled")
+        if self.deadline is not None and time.perf_counter() > self.deadline:
+            raise OutOfTime()
 
     def logprobs(self, hyps) -> np.ndarray:
         todo = [h for h in hyps if h.pending is not None]
@@ -87,6 +93,20 @@ class Search:
     def extend(self, hyp: Hyp, i: int, lp: float) -> Hyp:
         stopper = hyp.stopper.copy()
         keep = stopper.push(self._chars[i])
-        return Hyp(hyp.ids + [int(i)], hyp.lps + [float(lp)], hyp.score + float(lp), hyp.state,
-                   stopper, pending=int(i), keep=keep)
+        self.latest = Hyp(hyp.ids + [int(i)], hyp.lps + [float(lp)], hyp.score + float(lp), hyp.state,
+                          stopper, pending=int(i), keep=keep)
+        return self.latest
+
+    def partial(self) -> Hyp | None:
+        """The latest hypothesis cut back to a token boundary (before a name or number it may
+        have left half-written), or None if that leaves nothing."""
+        h = self.latest
+        if h is None:
+            return None
+        k = len(h.ids) if h.keep is None else h.keep
+        chars = self._chars
+        if k and (chars[h.ids[k - 1]].isalnum() or chars[h.ids[k - 1]] == "_"):
+            while k and (chars[h.ids[k - 1]].isalnum() or chars[h.ids[k - 1]] == "_"):
+                k -= 1
+        return Hyp(h.ids, h.lps, h.score, h.state, h.stopper, keep=k) if k else None
 

@@ -48,12 +48,13 @@ import collections
 import logging
 import math
 import threading
+import time
 
 import numpy as np
 
 from completer.engine.documents import DocCache, common_prefix
 from completer.engine.net import Net
-from completer.engine.requests import CancelToken, Cancelled, Completion, Request
+from completer.engine.requests import CancelToken, Cancelled, Completion, OutOfTime, Request
 from completer.engine.search import CONTEXT, Search
 from completer.engine.stops import Stopper, continues_identifier, finish
 from completer.errors import CompleterError
@@ -232,7 +233,8 @@ class Engine:
     # ---- completions ------------------------------------------------------------------------
     def complete(self, uri, offset: int, req: Request | None = None, cancel: CancelToken | None = None) -> list:
         req = (req or Request()).validated()
-        decoder = self._decoder(req.decoder)
+        decoder = self._decoder(req.decoder)  # (the first lookup loads the entry points: not budgeted)
+        received = time.perf_counter()        # a budget counts the wait for the lock, though
         with self._lock:
             doc = self._doc(uri)
             self._check_offset(doc, offset)
@@ -241,7 +243,7 @@ class Engine:
             if memory is not None:
                 self._feed(doc, offset, memory)
             start = self._start(doc, offset, doc.text[offset:offset + 256], req, net)
-        out, search = self._decode(start, req, decoder, cancel, net, memory)
+        out, search = self._decode(start, req, decoder, cancel, net, memory, received)
         if search is not None and search.root_mix is not None:
             with self._lock:
                 if self._docs.get(uri) is doc and doc.fed == offset:
@@ -252,6 +254,7 @@ class Engine:
                       suffix: str = "") -> list:
         req = (req or Request()).validated()
         decoder = self._decoder(req.decoder)
+        received = time.perf_counter()
         self._check_text(prefix)
         self._check_text(suffix)
         with self._lock:
@@ -260,7 +263,7 @@ class Engine:
             if memory is not None:
                 self._feed(self._scratch, len(prefix), memory)
             start = self._start(self._scratch, len(prefix), suffix, req, self.net)
-        return self._decode(start, req, decoder, cancel, self.net, memory)[0]
+        return self._decode(start, req, decoder, cancel, self.net, memory, received)[0]
 
     def _feed(self, doc, offset, memory) -> None:
         """Under the lock: the memory reads the text before the cursor it has not read yet, as
@@ -297,16 +300,26 @@ class Engine:
         ids = self.vocab.encode(text[max(0, offset - CONTEXT):offset]) if self.memory is not None else None
         return state, text[self.block_start(offset):offset], suffix, ids
 
-    def _decode(self, start, req, decoder, cancel, net, memory=None):
+    def _decode(self, start, req, decoder, cancel, net, memory=None, received=None):
         """Outside the lock: decoding reads the model and its own copy of the state (and the
-        memory, which only `_feed` writes). -> (completions, the Search or None)."""
+        memory, which only `_feed` writes). -> (completions, the Search or None).
+        With req.budget_ms, past `received` + budget the decoder is stopped (Search.check) and
+        the continuation so far answers, cut back to a token boundary: while typing, a shorter
+        suggestion now beats a whole line after the next keystroke (a busy machine's case)."""
         if start is None:
             return [], None
         state, context, suffix, ids = start
+        deadline = None
+        if req.budget_ms:
+            deadline = (received or time.perf_counter()) + req.budget_ms / 1000
         search = Search(net, self.vocab, state, Stopper(req.mode, context, req.max_chars), cancel,
-                        memory=memory, context=ids)
+                        memory=memory, context=ids, deadline=deadline)
+        cut = False
         try:
             hyps = decoder.decode(search, req, np.random.default_rng(req.seed))
+        except OutOfTime:
+            cut, partial = True, search.partial()
+            hyps = [partial] if partial is not None else []
         except CompleterError:
             raise
         except Exception as exc:  # a failing plugin decoder is reported by name, never a traceback
@@ -320,7 +333,7 @@ class Engine:
                 continue
             seen.add(done)
             lps = h.lps[:len(done)]
-            c = Completion(done, float(sum(lps)), lps)
+            c = Completion(done, float(sum(lps)), lps, cut=cut)
             if c.prob >= req.min_prob:
                 out.append(c)
             if len(out) == req.n:

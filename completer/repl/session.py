@@ -71,14 +71,15 @@ class Session:
             self._attach(engine)
 
     def request(self, menu: bool = False):
-        from completer.engine import Request
+        from completer.engine import TYPING_BUDGET_MS, Request
 
         s = self.settings
         max_chars = 400 if s.mode == "block" else 80  # as `completer complete`
         if menu:  # the n best: beam search (in char mode, exactly the n likeliest next characters)
             return Request(mode=s.mode, decoder="beam", beam=max(s.menu_size, 4), n=s.menu_size,
                            temperature=s.temperature, max_chars=max_chars)
-        return Request(mode=s.mode, decoder=s.decoder, temperature=s.temperature, max_chars=max_chars)
+        return Request(mode=s.mode, decoder=s.decoder, temperature=s.temperature, max_chars=max_chars,
+                       budget_ms=TYPING_BUDGET_MS)
 
     # ---- called from worker threads --------------------------------------------------------
     def complete(self, buffer_text: str, cursor: int, menu: bool = False, cancel=None) -> list:

@@ -24,6 +24,7 @@ import time
 from urllib.parse import unquote, urlparse
 
 from completer import __version__, heap
+from completer.engine.requests import TYPING_BUDGET_MS
 from completer.registry import registry
 from completer.server.jsonrpc import INVALID_PARAMS, RpcError
 from completer.server.positions import LineIndex
@@ -44,9 +45,11 @@ SETTINGS = {
     "adapt": (bool, None, None),         # Engine.set_adapt: learn each document's typed text
     "adaptLr": ((int, float), lambda v: 0 < v < float("inf"), None),
     "memory": (bool, None, None),        # mix the project memory in (Engine.set_memory)
+    "budgetMs": ((int, float), lambda v: 0 <= v < float("inf"), None),  # as-you-type ghost text: 0 = no limit
 }
 DEFAULTS = {"model": None, "mode": "line", "decoder": "greedy", "temperature": 1.0, "threshold": 0.0,
-            "maxChars": 80, "n": 5, "adapt": False, "adaptLr": None, "memory": True}
+            "maxChars": 80, "n": 5, "adapt": False, "adaptLr": None, "memory": True,
+            "budgetMs": TYPING_BUDGET_MS}
 
 
 def field(obj, path: str, types, default=...):
@@ -235,7 +238,10 @@ class Session:
         index = self.index(uri)
         offset = self.offset(index, params, "position")
         invoked = field(params, "context.triggerKind", int, 2) == INVOKED
-        req = self.request_for(self.settings, "block" if invoked else self.settings["mode"])
+        if invoked:  # asked for: the user waits for a whole block
+            req = self.request_for(self.settings, "block")
+        else:        # as you type: what the budget allows (Request.budget_ms)
+            req = self.request_for(self.settings, self.settings["mode"], budget_ms=self.settings["budgetMs"])
         at = index.position(offset, self.encoding)  # the position as the engine read it (clamped)
         here = {"start": at, "end": at}
         return {"items": [{"insertText": c.text, "range": here}
