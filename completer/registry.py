@@ -91,9 +91,11 @@ def _section(text: str, group: str):
             yield name.strip(), value.strip()
 
 
-def entry_points(group: str) -> list:
-    """Every EntryPoint of `group` in the distributions installed on sys.path."""
-    seen, out = set(), []
+def entry_points(groups) -> dict:
+    """{group: [EntryPoint]} for `groups`, from the distributions installed on sys.path. A name's
+    first folder wins, names compared as pip normalises them (from the folder's name, as
+    importlib.metadata does); METADATA is read only for the distributions that have some."""
+    seen, out = set(), {g: [] for g in groups}
     for entry in sys.path:
         root = entry or "."
         try:
@@ -102,21 +104,25 @@ def entry_points(group: str) -> list:
         except OSError:  # missing, a file (a zip on sys.path), unreadable
             continue
         for info in infos:
-            path = os.path.join(root, info)
             stem = info.rsplit(".", 1)[0]
-            head = _header(os.path.join(path, "METADATA" if info.endswith(".dist-info") else "PKG-INFO"))
-            name = head.get("Name") or stem.split("-")[0]
-            version = head.get("Version") or (stem.split("-") + ["?"])[1]
-            key = re.sub(r"[-_.]+", "-", name).lower()
+            key = re.sub(r"[-_.]+", "-", stem.split("-")[0]).lower()
             if key in seen:
                 continue
             seen.add(key)
+            path = os.path.join(root, info)
             try:
                 with open(os.path.join(path, "entry_points.txt"), encoding="utf-8", errors="replace") as f:
                     text = f.read()
             except OSError:
                 continue
-            out += [EntryPoint(n, v, name, version) for n, v in _section(text, group)]
+            found = {g: list(_section(text, g)) for g in out}
+            if not any(found.values()):
+                continue
+            head = _header(os.path.join(path, "METADATA" if info.endswith(".dist-info") else "PKG-INFO"))
+            name = head.get("Name") or stem.split("-")[0]
+            version = head.get("Version") or (stem.split("-") + ["?"])[1]
+            for g, eps in found.items():
+                out[g] += [EntryPoint(n, v, name, version) for n, v in eps]
     return out
 
 
@@ -132,13 +138,16 @@ class Registry:
     def __init__(self):
         self._lock = threading.RLock()
         self._found: dict[str, dict[str, Component]] = {}
+        self._installed: dict | None = None
 
     def _discover(self, kind: str) -> dict[str, Component]:
         with self._lock:
             if kind in self._found:
                 return self._found[kind]
             found: dict[str, Component] = {}
-            eps = sorted(entry_points(GROUPS[kind]), key=lambda ep: (ep.dist != BUILTIN, ep.name))
+            if self._installed is None:  # one pass over sys.path for every group
+                self._installed = entry_points(GROUPS.values())
+            eps = sorted(self._installed[GROUPS[kind]], key=lambda ep: (ep.dist != BUILTIN, ep.name))
             for ep in eps:
                 dist, version = ep.dist, ep.version
                 comp = Component(kind, ep.name, ep.value, dist, version, entry_point=ep)
