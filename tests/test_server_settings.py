@@ -31,7 +31,7 @@ def test_bad_temperature_setting_is_refused(tiny_checkpoint, value):
 def test_budget_limits_as_you_type_ghost_text_only(tiny_checkpoint):
     session = started(tiny_checkpoint)
     assert session.settings["budgetMs"] > 0          # on by default
-    session.did_change_configuration({"settings": {"mode": "free", "maxChars": 20}})
+    session.did_change_configuration({"settings": {"mode": "free", "maxChars": 20, "budgetMs": 60_000}})
     text = "import os\n\ndef main(argv):\n    return "
     session.did_open({"textDocument": {"uri": "file:///b.py", "text": text}})
     where = {"textDocument": {"uri": "file:///b.py"}, "position": {"line": 3, "character": 11}}

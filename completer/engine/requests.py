@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from dataclasses import dataclass, field
 
 from completer.engine.stops import MODES
@@ -31,6 +32,7 @@ class OutOfTime(Exception):
 class CancelToken:
     def __init__(self):
         self._event = threading.Event()
+        self.created = time.perf_counter()  # serve makes one as it reads the request: a budget counts from here
 
     def cancel(self) -> None:
         self._event.set()
@@ -52,8 +54,9 @@ class Request:
     seed: int | None = None
     max_chars: int = 80
     min_prob: float = 0.0       # drop continuations whose total probability is below this
-    budget_ms: float = 0.0      # wall time allowed from the engine's receipt (0: no limit); then the
-                                # best continuation so far is cut back to a token boundary (Completion.cut)
+    budget_ms: float = 0.0      # wall time allowed from the request's receipt (its CancelToken's making,
+                                # else the engine's call; 0: no limit); then the continuation so far is
+                                # cut back to a token boundary (Completion.cut)
 
     def validated(self) -> "Request":
         def bad(what):

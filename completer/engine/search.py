@@ -42,7 +42,7 @@ class Search:
         (extended by each hypothesis's own characters: nothing generated is ever counted);
         deadline: a time.perf_counter() value past which check() raises OutOfTime."""
         self.net, self.vocab, self.cancel, self.memory = net, vocab, cancel, memory
-        self.deadline = deadline
+        self.deadline, self._checked = deadline, None
         self.latest = None      # the hypothesis extended last: what a request out of time returns
         self._root = Hyp([], [], 0.0, [tuple(a.copy() for a in s) for s in state], stopper)
         self._chars = [vocab.char(i) for i in range(len(vocab))]
@@ -55,8 +55,13 @@ class Search:
     def check(self) -> None:
         if self.cancel is not None and self.cancel.cancelled:
             raise Cancelled("request cancelled")
-        if self.deadline is not None and time.perf_counter() > self.deadline:
-            raise OutOfTime()
+        if self.deadline is not None:
+            # out of time, or would be after one more character as long as the last one took (a
+            # busy machine's characters are slow and uneven: better a character less than late)
+            now = time.perf_counter()
+            if now + (now - self._checked if self._checked else 0.0) > self.deadline:
+                raise OutOfTime()
+            self._checked = now
 
     def logprobs(self, hyps) -> np.ndarray:
         todo = [h for h in hyps if h.pending is not None]

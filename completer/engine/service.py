@@ -311,7 +311,10 @@ class Engine:
         state, context, suffix, ids = start
         deadline = None
         if req.budget_ms:
-            deadline = (received or time.perf_counter()) + req.budget_ms / 1000
+            received = received or time.perf_counter()
+            if cancel is not None:  # the request's own receipt: a wait in a queue counts too
+                received = min(received, getattr(cancel, "created", received))
+            deadline = received + req.budget_ms / 1000
         search = Search(net, self.vocab, state, Stopper(req.mode, context, req.max_chars), cancel,
                         memory=memory, context=ids, deadline=deadline)
         cut = False

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +71,14 @@ def save_weights(path, weights: np.ndarray, meta: dict) -> None:
     atomic_write(Path(path), f'{{"weights": [\n  {rows}]{rest}\n}}\n'.encode())
 
 
+PREFAULT_DELAY = 1.0           # seconds after a memory is made before its pages are mapped
+
+
+def _prefault(kernel) -> None:
+    time.sleep(PREFAULT_DELAY)
+    kernel.prefault()
+
+
 class Memory:
     def __init__(self, vocab, weights=None, **sizes):
         self.vocab = vocab
@@ -78,9 +87,9 @@ class Memory:
         self.roots: list = []       # the project folders read into it (completer.memory.project)
         classes = bytes(char_class(vocab.char(i)) if i != vocab.unk else 0 for i in range(self.V))
         self.kernel = _kernel.Memory(self.V, vocab.unk, classes, **self.sizes)
-        # the tables' pages, mapped on a thread of its own (see the kernel's prefault): else the
-        # first characters read pay for them, on the way to the first completion
-        threading.Thread(target=self.kernel.prefault, name="completer-memory-prefault", daemon=True).start()
+        # the tables' huge pages, mapped on a thread of its own (see the kernel's prefault) once
+        # start-up is over: it takes ~100 ms, and a first completion that met it waited ~45 ms
+        threading.Thread(target=_prefault, args=(self.kernel,), name="completer-memory-prefault", daemon=True).start()
         if weights is not None:
             self.kernel.set_weights(np.ascontiguousarray(weights, np.float32))
 
