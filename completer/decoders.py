@@ -64,7 +64,7 @@ class Greedy(Decoder):
     deterministic = True
 
     def choose(self, lp, req, rng):
-        return int(np.argmax(lp))
+        return int(lp.argmax())
 
 
 class Temperature(Decoder):

@@ -17,7 +17,7 @@ from completer.engine.stops import Stopper
 CONTEXT = 64    # characters before the cursor the memory conditions on (its kernel's CONTEXT)
 
 
-@dataclass
+@dataclass(slots=True)
 class Hyp:
     """One continuation under construction. `pending` is the last chosen id not yet read."""
     ids: list
@@ -46,7 +46,12 @@ class Search:
         self.latest = None      # the hypothesis extended last: what a request out of time returns
         self._root = Hyp([], [], 0.0, [tuple(a.copy() for a in s) for s in state], stopper)
         self._chars = [vocab.char(i) for i in range(len(vocab))]
-        self._context = [] if memory is None or context is None else [int(i) for i in context[-CONTEXT:]]
+        # (2 * CONTEXT,) int32: [CONTEXT - len(context), CONTEXT) holds the context, what follows a
+        # hypothesis's ids (written per prediction: one array, no list joined and converted)
+        self._buf = np.zeros(2 * CONTEXT, np.int32)
+        ctx = np.asarray(context if memory is not None and context is not None else [], np.int32)[-CONTEXT:]
+        self._start = CONTEXT - len(ctx)
+        self._buf[self._start:CONTEXT] = ctx
         self.root_mix = None    # (set, inputs, lp) of the first prediction: the mixer learns from it
 
     def root(self) -> Hyp:
@@ -67,7 +72,7 @@ class Search:
         todo = [h for h in hyps if h.pending is not None]
         if len(todo) == 1:
             h = todo[0]
-            h.state, h.pending = self.net.step(np.array([h.pending]), h.state), None
+            h.state, h.pending = self.net.step([h.pending], h.state), None
         elif todo:  # one batched step for every beam
             L = len(todo[0].state)
             stacked = [tuple(np.concatenate([h.state[l][k] for h in todo])
@@ -89,7 +94,12 @@ class Search:
         """The network's (B, V) scores (logits) mixed with the memory's, row by row."""
         out = np.empty_like(z)
         for b, h in enumerate(hyps):
-            ctx = np.array((self._context + h.ids)[-CONTEXT:], np.int32)
+            n = len(h.ids)
+            if n >= CONTEXT:
+                ctx = np.array(h.ids[-CONTEXT:], np.int32)
+            else:  # the context before the cursor, then the hypothesis's own characters
+                self._buf[CONTEXT:CONTEXT + n] = h.ids
+                ctx = self._buf[max(self._start, n):CONTEXT + n]
             out[b], s, inputs = self.memory.mix(ctx, z[b])
             if h is self._root and self.root_mix is None:
                 self.root_mix = (s, inputs, out[b].copy())
