@@ -100,7 +100,7 @@ def load_ipython_extension(shell) -> None:
     if getattr(shell, "pt_app", None) is None:
         print("completer.ipython: ghost text needs IPython's terminal (not a kernel or a notebook)")
         return
-    from completer import blas
+    from completer import blas, sched
     from completer.engine import Engine
 
     try:
@@ -116,6 +116,7 @@ def load_ipython_extension(shell) -> None:
     # the project memory reads the folder IPython started in (in the background), as `completer` does
     read_project(engine, [os.getcwd()], logging.getLogger("completer"))
     blas.adapt_threads()  # one BLAS thread while other processes keep the cores busy (completer/blas.py)
+    sched.short_slice()  # picked sooner when other processes are busy (completer/sched.py)
     ext = Extension(shell, engine)
 
     def completer_magic(line):

@@ -23,7 +23,7 @@ def configure(repl, model=None, mode: str = "line", decoder: str = "greedy", pro
 
     from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
 
-    from completer import blas
+    from completer import blas, sched
     from completer.engine import Engine
     from completer.errors import CompleterError
     from completer.repl.session import Session, Settings, check_settings
@@ -42,6 +42,7 @@ def configure(repl, model=None, mode: str = "line", decoder: str = "greedy", pro
 
         read_project(session.engine, [project], logging.getLogger("completer"))
     blas.adapt_threads()  # one BLAS thread while other processes keep the cores busy (completer/blas.py)
+    sched.short_slice()  # picked sooner when other processes are busy (completer/sched.py)
     buffer = repl.default_buffer
     suggest = EngineSuggest(session, fallback=AutoSuggestFromHistory())
     buffer.auto_suggest = suggest

@@ -63,10 +63,11 @@ def run(args) -> int:
         if args.phases:
             result["phases_ms"] = {name: bench_train.phases(name, steps=args.steps) for name in configs}
     if not args.no_latency:
-        from completer import blas, bench_latency
+        from completer import blas, sched, bench_latency
         from completer.server import bench as serve_bench
 
         blas.adapt_threads()  # the engine figures under the REPL's thread policy (serve starts its own)
+        sched.short_slice()  # picked sooner when other processes are busy (completer/sched.py)
 
         package = Path(__file__).resolve().parents[1]
         files = args.latency_files or [package / "engine" / "service.py", package / "server" / "jsonrpc.py"]

@@ -49,8 +49,9 @@ def run(args) -> int:
         completions = engine.complete_text(text, session.request())
         sys.stdout.write((completions[0].text if completions else "") + "\n")
         return 0
-    from completer import blas
+    from completer import blas, sched
     from completer.repl import app
 
     blas.adapt_threads()  # one BLAS thread while other processes keep the cores busy (completer/blas.py)
+    sched.short_slice()  # picked sooner when other processes are busy (completer/sched.py)
     return app.run(session)

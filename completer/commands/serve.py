@@ -44,7 +44,7 @@ def run(args) -> int:
     import os
     import sys
 
-    from completer import blas, checkpoint
+    from completer import blas, sched, checkpoint
     from completer.engine import CancelToken
     from completer.errors import CompleterError
     from completer.server.handlers import Session
@@ -66,6 +66,7 @@ def run(args) -> int:
     sys.stdout = sys.stderr
     reader, writer = framing.make(args.jsonl, sys.stdin.buffer, stdout, args.max_message_bytes)
     blas.adapt_threads()  # one BLAS thread while other processes keep the cores busy (completer/blas.py)
+    sched.short_slice()  # picked sooner when other processes are busy (completer/sched.py)
     session = Session(model=args.model, adapt=args.adapt, adapt_lr=args.adapt_lr, memory=not args.no_memory)
     dispatcher = Dispatcher(reader, writer, session.requests, session.notifications, CancelToken)
     code = dispatcher.run()
