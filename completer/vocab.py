@@ -15,6 +15,7 @@ class Vocab:
         self.chars = sorted(set(chars) - {UNK})
         self.unk = len(self.chars)
         self.index = {c: i for i, c in enumerate(self.chars)}
+        self.symbols = [*self.chars, UNK]   # id -> the character shown (UNK last); do not modify
         # code point -> id for the Basic Multilingual Plane: encoding is one vectorised lookup
         self._table = np.full(0x10000, self.unk, np.int32)
         for c, i in self.index.items():

@@ -45,7 +45,7 @@ class Search:
         self.deadline, self._checked = deadline, None
         self.latest = None      # the hypothesis extended last: what a request out of time returns
         self._root = Hyp([], [], 0.0, [tuple(a.copy() for a in s) for s in state], stopper)
-        self._chars = [vocab.char(i) for i in range(len(vocab))]
+        self._chars = vocab.symbols
         # (2 * CONTEXT,) int32: [CONTEXT - len(context), CONTEXT) holds the context, what follows a
         # hypothesis's ids (written per prediction: one array, no list joined and converted)
         self._buf = np.zeros(2 * CONTEXT, np.int32)

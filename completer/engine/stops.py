@@ -43,6 +43,7 @@ def char_class(ch: str) -> str:
 class Syntax:
     """Open brackets and the string/comment state of Python text read so far."""
     __slots__ = ("stack", "quote", "comment", "escape")
+    _last = None    # (text, its state) of the latest scan (see scan)
 
     def __init__(self):
         self.stack: list[str] = []
@@ -81,12 +82,21 @@ class Syntax:
 
     @classmethod
     def scan(cls, text: str) -> "Syntax":
-        """The state after `text`; closers that match nothing in it are ignored."""
-        s = cls()
-        for ch in text:
+        """The state after `text`; closers that match nothing in it are ignored.
+
+        Consecutive requests scan the same block start plus what was typed since (the context of
+        a keystroke's completion is its predecessor's and one more character), so the last scan
+        is kept and continued when `text` extends it: ~0.3 ms of Python a request otherwise."""
+        last = cls._last
+        if last is not None and text.startswith(last[0]):
+            s, rest = last[1].copy(), text[len(last[0]):]
+        else:
+            s, rest = cls(), text
+        for ch in rest:
             if not s.feed(ch):
                 # a closer whose opener lies before the context: forget the brackets inside it
                 s.stack.clear()
+        cls._last = (text, s.copy())  # one tuple, swapped whole: threads see one or the other
         return s
 
 
