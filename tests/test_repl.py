@@ -358,3 +358,15 @@ def test_bad_model_is_one_line_and_exit_2(completer_exe, tmp_path, make_bad):
                        text=True, timeout=60)
     assert r.returncode == 2 and r.stdout == ""
     assert len(r.stderr.strip().splitlines()) == 1 and str(path) in r.stderr
+
+
+def test_only_the_ghost_text_runs_under_the_typing_budget(session):
+    from completer.engine import TYPING_BUDGET_MS
+
+    seen = []
+    complete = session.engine.complete
+    session.engine.complete = lambda uri, offset, req, cancel=None: seen.append(req) or complete(uri, offset, req, cancel)
+    session.complete("import o", 8, typing=True)       # what EngineSuggest asks as you type
+    session.complete("import o", 8)                    # the piped REPL, a menu: the user waits
+    session.complete("import o", 8, menu=True)
+    assert [r.budget_ms for r in seen] == [TYPING_BUDGET_MS, 0, 0]

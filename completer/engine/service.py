@@ -319,7 +319,8 @@ class Engine:
                         memory=memory, context=ids, deadline=deadline)
         cut = False
         try:
-            hyps = decoder.decode(search, req, np.random.default_rng(req.seed))
+            rng = None if decoder.deterministic else np.random.default_rng(req.seed)
+            hyps = decoder.decode(search, req, rng)
         except OutOfTime:
             cut, partial = True, search.partial()
             hyps = [partial] if partial is not None else []

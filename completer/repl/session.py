@@ -70,7 +70,8 @@ class Session:
             self.engine.close(URI)
             self._attach(engine)
 
-    def request(self, menu: bool = False):
+    def request(self, menu: bool = False, typing: bool = False):
+        """The Request for the ghost text (typing: under the as-you-type budget) or the menu."""
         from completer.engine import TYPING_BUDGET_MS, Request
 
         s = self.settings
@@ -79,12 +80,12 @@ class Session:
             return Request(mode=s.mode, decoder="beam", beam=max(s.menu_size, 4), n=s.menu_size,
                            temperature=s.temperature, max_chars=max_chars)
         return Request(mode=s.mode, decoder=s.decoder, temperature=s.temperature, max_chars=max_chars,
-                       budget_ms=TYPING_BUDGET_MS)
+                       budget_ms=TYPING_BUDGET_MS if typing else 0)
 
     # ---- called from worker threads --------------------------------------------------------
-    def complete(self, buffer_text: str, cursor: int, menu: bool = False, cancel=None) -> list:
+    def complete(self, buffer_text: str, cursor: int, menu: bool = False, cancel=None, typing: bool = False) -> list:
         """Completions at `cursor` in the buffer, with the session's context before it."""
-        request = self.request(menu)
+        request = self.request(menu, typing)
         with self._lock:
             context = self.context
             self.engine.change(URI, context + buffer_text)  # keeps the states of the unchanged prefix

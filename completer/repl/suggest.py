@@ -65,7 +65,7 @@ class EngineSuggest(AutoSuggest):
         if buffer.text != document.text:  # typed again before this thread started
             return None
         try:
-            completions = self.session.complete(document.text, document.cursor_position, cancel=token)
+            completions = self.session.complete(document.text, document.cursor_position, cancel=token, typing=True)
         except Cancelled:
             return None
         except CompleterError as exc:
