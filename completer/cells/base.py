@@ -90,9 +90,15 @@ class Cell:
 
     @classmethod
     def _learn_rule(cls) -> dict | None:
+        def shapes(cell):  # no random draws: numpy.random's import alone costs a start 23 ms
+            try:
+                params = cell.init_params(_ZerosRng())
+            except AttributeError:  # a plugin cell drawing with another Generator method
+                params = cell.init_params(np.random.default_rng(0))
+            return {k: np.shape(v) for k, v in params.items()}
+
         try:
-            probe = {dh: {k: np.shape(v) for k, v in cls(*dh).init_params(np.random.default_rng(0)).items()}
-                     for dh in _PROBES + _CHECKS}
+            probe = {dh: shapes(cls(*dh)) for dh in _PROBES + _CHECKS}
         except Exception:  # a plugin that cannot be built that small: shapes at full size
             return None
         (s0, s1, s2), base = (probe[dh] for dh in _PROBES), probe[_PROBES[0]]
