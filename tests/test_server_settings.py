@@ -36,9 +36,11 @@ def test_budget_limits_as_you_type_ghost_text_only(tiny_checkpoint):
     session.did_open({"textDocument": {"uri": "file:///b.py", "text": text}})
     where = {"textDocument": {"uri": "file:///b.py"}, "position": {"line": 3, "character": 11}}
     typing, invoked = {**where, "context": {"triggerKind": 2}}, {**where, "context": {"triggerKind": 1}}
-    assert session.inline_completion(typing, None)["items"]
+    [whole] = [i["insertText"] for i in session.inline_completion(typing, None)["items"]]
     session.did_change_configuration({"settings": {"budgetMs": 1e-6}})  # out of time at once
-    assert session.inline_completion(typing, None)["items"] == []
+    # what comes first, to its first token boundary (a suggestion is never empty for lack of time)
+    [first] = [i["insertText"] for i in session.inline_completion(typing, None)["items"]]
+    assert whole.startswith(first) and len(first) < len(whole)
     # asked for (Invoked): the user waits for the whole block, whatever the budget
     seen = []
     complete = session.engine.complete

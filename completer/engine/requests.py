@@ -5,6 +5,7 @@
     CancelToken().cancel()  # a request being decoded stops with Cancelled at its next character
     Request(budget_ms=20)   # typing-time requests: past 20 ms of wall time the decoder stops and
                             # the continuation so far is returned, cut back to a token boundary
+                            # (it goes on to the first boundary if it has none yet: never empty)
 """
 from __future__ import annotations
 

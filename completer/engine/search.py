@@ -64,8 +64,8 @@ class Search:
             # out of time, or would be after one more character as long as the last one took (a
             # busy machine's characters are slow and uneven: better a character less than late)
             now = time.perf_counter()
-            if now + (now - self._checked if self._checked else 0.0) > self.deadline:
-                raise OutOfTime()
+            if now + (now - self._checked if self._checked else 0.0) > self.deadline and self.partial():
+                raise OutOfTime()   # (only once there is a token to answer with: never empty)
             self._checked = now
 
     def logprobs(self, hyps) -> np.ndarray:
