@@ -71,7 +71,8 @@ def save_weights(path, weights: np.ndarray, meta: dict) -> None:
     atomic_write(Path(path), f'{{"weights": [\n  {rows}]{rest}\n}}\n'.encode())
 
 
-PREFAULT_DELAY = 1.0           # seconds after a memory is made before its pages are mapped
+PREFAULT_AFTER = 2_048         # characters read before the tables' huge pages are mapped
+PREFAULT_DELAY = 0.2           # seconds from then (the read that crossed the mark goes first)
 
 
 def _prefault(kernel) -> None:
@@ -87,9 +88,7 @@ class Memory:
         self.roots: list = []       # the project folders read into it (completer.memory.project)
         classes = bytes(char_class(vocab.char(i)) if i != vocab.unk else 0 for i in range(self.V))
         self.kernel = _kernel.Memory(self.V, vocab.unk, classes, **self.sizes)
-        # the tables' huge pages, mapped on a thread of its own (see the kernel's prefault) once
-        # start-up is over: it takes ~100 ms, and a first completion that met it waited ~45 ms
-        threading.Thread(target=_prefault, args=(self.kernel,), name="completer-memory-prefault", daemon=True).start()
+        self._prefaulting = False
         if weights is not None:
             self.kernel.set_weights(np.ascontiguousarray(weights, np.float32))
 
@@ -110,6 +109,18 @@ class Memory:
         for a in range(start, len(ids), CHUNK):
             lo = max(0, a - CONTEXT)
             self.kernel.learn(ids[lo:a + CHUNK], a - lo)
+        if not self._prefaulting and self.kernel.chars >= PREFAULT_AFTER:
+            self.prefault()
+
+    def prefault(self) -> None:
+        """Map the tables' huge pages on a thread of its own (see the kernel's prefault), once.
+        It is worth it for a memory that has read a small file or more (every prediction
+        then costs ~20 us less), not for a REPL's few lines: the tables' 84 MiB become resident,
+        and a first completion that met the mapping waited ~45 ms, hence the delay."""
+        if not self._prefaulting:
+            self._prefaulting = True
+            threading.Thread(target=_prefault, args=(self.kernel,), name="completer-memory-prefault",
+                             daemon=True).start()
 
     def learn_text(self, text: str, context: str = "") -> None:
         self.learn(self.vocab.encode(context[-CONTEXT:] + text), len(context[-CONTEXT:]))
