@@ -317,7 +317,6 @@ static void lock(Memory *m) {
 }
 
 static void unlock(Memory *m) { pthread_mutex_unlock(&m->lock); }
-static void lock_nogil(Memory *m) { pthread_mutex_lock(&m->lock); }
 typedef struct { Py_buffer view; int ok; } Buf;
 
 static int get_buf(PyObject *o, Buf *b, int writable, const char *fmt, const char *what) {
@@ -626,20 +625,20 @@ static PyObject *Memory_chars(Memory *m, void *unused) { return PyLong_FromUnsig
 
 /* prefault(): advise each 2 MiB chunk of the tables as a huge page and map it now. Done at once on
    the first learn, that took 16-124 ms (every chunk zeroed; in a VM, backed by the host), so the
-   Python side runs this on a thread of its own when a memory is made, while the first characters
-   read map ordinary pages where they land (MADV_COLLAPSE then merges them into a huge page).
-   Each chunk is touched under the mutex, by adding 0 (atomic: a concurrent learn's write to the
-   same word is never lost), so a prediction waits at most for one chunk. */
+   Python side runs this on a thread of its own once a memory has read a large file or a project
+   (store.py); the characters read before map ordinary pages where they land, and MADV_COLLAPSE
+   then merges them into huge pages.
+   Each chunk is touched by adding 0 atomically (a concurrent learn's write to the same word is
+   never lost), without the tables' mutex: predictions do not wait for it (the kernel keeps the
+   pages' contents through the merge; an access to a chunk being merged waits for that chunk). */
 static void touch(Memory *m, void *base, size_t bytes) {
     for (size_t off = 0; off < bytes; off += HUGE) {
         uint8_t *chunk = (uint8_t *)base + off;
 #ifdef MADV_HUGEPAGE
         madvise(chunk, HUGE, MADV_HUGEPAGE);
 #endif
-        lock_nogil(m);
         __atomic_fetch_add((uint32_t *)chunk, 0u, __ATOMIC_RELAXED);
         madvise(chunk, HUGE, MADV_COLLAPSE);   /* small pages already there: merged now (Linux 6.1+) */
-        pthread_mutex_unlock(&m->lock);
     }
 }
 
