@@ -244,3 +244,33 @@ def test_train_with_plugin_cell(plugin_venv, tmp_path):
     done = run([str(plugin_venv), "-c", code, str(run_dir)], env=clean_env())
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["mgu", "completer_mgu"]
+
+
+def test_entry_points_are_read_as_importlib_metadata_reads_them(tmp_path, monkeypatch):
+    """dist-info and egg-info folders, `module:attr.sub [extra]` values, and a distribution found
+    twice on sys.path counts once (the first folder wins), as importlib.metadata has it."""
+    from importlib import metadata
+
+    from completer.registry import entry_points
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    for root, version in ((first, "1.0"), (second, "2.0")):
+        info = root / f"completer_twice-{version}.dist-info"
+        info.mkdir(parents=True)
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: completer-twice\nVersion: {version}\n\nbody: x\n")
+        (info / "entry_points.txt").write_text(f"[completer.cells]\ntwice = twice_mod:Outer.Inner [fast]\n")
+    egg = first / "completer_egg.egg-info"
+    egg.mkdir()
+    (egg / "PKG-INFO").write_text("Metadata-Version: 1.2\nName: completer-egg\nVersion: 0.3\n")
+    (egg / "entry_points.txt").write_text("# a comment\n[completer.decoders]\negg = egg_mod:Dec\n")
+    (first / "twice_mod.py").write_text("class Outer:\n    class Inner:\n        pass\n")
+    monkeypatch.syspath_prepend(str(second))
+    monkeypatch.syspath_prepend(str(first))
+    ours = entry_points(["completer.cells", "completer.decoders"])
+    theirs = {g: sorted((e.name, e.value, e.dist.name, e.dist.version) for e in metadata.entry_points(group=g))
+              for g in ours}
+    assert {g: sorted((e.name, e.value, e.dist, e.version) for e in eps) for g, eps in ours.items()} == theirs
+    twice = next(e for e in ours["completer.cells"] if e.name == "twice")
+    assert (twice.dist, twice.version) == ("completer-twice", "1.0")
+    assert twice.load().__qualname__ == "Outer.Inner"
+    sys.modules.pop("twice_mod", None)
