@@ -64,6 +64,7 @@ def test_bench_latency_replays_files_through_the_engine_and_the_server(tiny_chec
                 "serve_ms_p50", "serve_ms_p99"):
         assert 0 < result[key] < 5000, key
     assert result["keystroke_ms_p50"] <= result["keystroke_ms_p99"]
+    assert 0 <= result["serve_cut"] <= 1     # the share of answers the typing budget cut short
 
 
 def test_phases_cover_the_step():

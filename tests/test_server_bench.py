@@ -26,3 +26,11 @@ def test_pipe_client_reports_a_dead_server(tmp_path):
 def test_measure_under_load_runs_busy_processes_beside_it(tiny_checkpoint):
     result = measure(tiny_checkpoint, keystrokes=20, warmup=5, lines=300, load=1)
     assert result["load"] == 1 and result["keystrokes"] == 20 and result["loadavg"] >= 0
+
+
+def test_measure_counts_the_answers_the_budget_cut(tiny_checkpoint):
+    free = {"mode": "free", "maxChars": 30}   # no line end to stop at before the budget does
+    roomy = measure(tiny_checkpoint, keystrokes=20, warmup=5, lines=300, settings={**free, "budgetMs": 60_000})
+    tight = measure(tiny_checkpoint, keystrokes=20, warmup=5, lines=300, settings={**free, "budgetMs": 1e-6})
+    assert roomy["cut"] == 0
+    assert tight["cut"] >= 0.8     # out of time at once: each answer is its first token

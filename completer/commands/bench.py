@@ -73,11 +73,12 @@ def run(args) -> int:
         files = args.latency_files or [package / "engine" / "service.py", package / "server" / "jsonrpc.py"]
         result.update(bench_latency.measure(model_path=args.model, files=files))
         serve = serve_bench.measure(args.model)
-        result.update(serve_ms_p50=serve["p50_ms"], serve_ms_p99=serve["p99_ms"], serve_loadavg=serve["loadavg"])
+        result.update(serve_ms_p50=serve["p50_ms"], serve_ms_p99=serve["p99_ms"], serve_cut=serve["cut"],
+                      serve_loadavg=serve["loadavg"])
         if args.load:
             loaded = serve_bench.measure(args.model, load=args.load)
             result.update(serve_load=args.load, serve_load_ms_p50=loaded["p50_ms"],
-                          serve_load_ms_p99=loaded["p99_ms"])
+                          serve_load_ms_p99=loaded["p99_ms"], serve_load_cut=loaded["cut"])
     if args.json:
         print(json.dumps(result))
         return 0

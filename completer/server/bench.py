@@ -5,6 +5,7 @@ document, then types characters one at a time in its middle. For each keystroke 
 interval from writing the `didChange` (one inserted character, incremental sync) to reading the
 `inlineCompletion` answer at the new cursor, as an editor would see it. Returns p50/p99 in ms.
 
+The server logs (debug) each answer its typing budget cut short; `cut` is their share.
 `busy(n)` runs n CPU-bound processes beside it (`completer bench --load N`), as a build or a
 browser would on a developer's machine; the figure under load is how the BLAS thread policy
 (completer/blas.py) was chosen.
@@ -88,25 +89,42 @@ def document(lines: int = 2000) -> str:
 
 
 def measure(model_path=None, keystrokes: int = 300, warmup: int = 20, lines: int = 2000,
-            command: list | None = None, load: int = 0) -> dict:
+            command: list | None = None, load: int = 0, settings: dict | None = None) -> dict:
     """p50/p99 (ms) of didChange(one character) -> inlineCompletion response on a `lines`-line file,
     with `load` CPU-bound processes running beside the server; `loadavg` is the 1-minute load
     average at the end (what else ran on the machine)."""
     with busy(load):
-        result = _measure(model_path, keystrokes, warmup, lines, command)
+        result = _measure(model_path, keystrokes, warmup, lines, command, settings)
     return dict(result, load=load, loadavg=os.getloadavg()[0])
 
 
-def _measure(model_path, keystrokes, warmup, lines, command) -> dict:
-    command = command or [sys.executable, "-m", "completer", "serve"]
+def _measure(model_path, keystrokes, warmup, lines, command, settings=None) -> dict:
+    import tempfile
+
+    log = tempfile.NamedTemporaryFile(prefix="completer-bench-", suffix=".log", delete=False)
+    log.close()
+    command = [*(command or [sys.executable, "-m", "completer", "serve"]), "--log-level", "debug",
+               "--log-file", log.name]
     if model_path is not None:
         command = [*command, "--model", str(model_path)]
+    try:
+        result = _replay(command, keystrokes, warmup, lines, settings or {})
+        with open(log.name, encoding="utf-8", errors="replace") as f:
+            cuts = sum("cut by the budget" in line for line in f)
+    finally:
+        os.unlink(log.name)
+    # the share of answers the typing budget cut short (warm-up included: the log has no ids)
+    return dict(result, cut=round(cuts / (keystrokes + warmup), 3))
+
+
+def _replay(command, keystrokes, warmup, lines, settings) -> dict:
     text = document(lines)
     all_lines = text.splitlines(keepends=True)
     typed = "".join(all_lines[lines // 4: lines // 4 + 60])  # text to type, from elsewhere in the file
     client = PipeClient(command)
     try:
-        init = client.request("initialize", {"capabilities": {}, "processId": None})
+        init = client.request("initialize", {"capabilities": {}, "processId": None,
+                                             "initializationOptions": settings})
         if "error" in init:
             raise RuntimeError(f"initialize failed: {init['error']['message']}")
         client.notify("initialized", {})

@@ -244,8 +244,10 @@ class Session:
             req = self.request_for(self.settings, self.settings["mode"], budget_ms=self.settings["budgetMs"])
         at = index.position(offset, self.encoding)  # the position as the engine read it (clamped)
         here = {"start": at, "end": at}
-        return {"items": [{"insertText": c.text, "range": here}
-                          for c in self.engine.complete(uri, offset, req, cancel=token) if c.text]}
+        completions = self.engine.complete(uri, offset, req, cancel=token)
+        if completions and completions[0].cut:  # (what `completer bench` counts)
+            log.debug("inline completion cut by the budget at %d characters", len(completions[0].text))
+        return {"items": [{"insertText": c.text, "range": here} for c in completions if c.text]}
 
     def completion(self, params, token):
         uri = self.document(params)
