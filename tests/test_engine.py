@@ -216,3 +216,29 @@ def test_budget_returns_the_continuation_so_far_cut_at_a_token_boundary(engine, 
 def test_bad_budget_is_refused(engine, bad):
     with pytest.raises(CompleterError, match="budget_ms"):
         engine.complete_text("x = ", Request(budget_ms=bad))
+
+
+def test_a_keystroke_reads_one_step_and_idle_catches_the_next_blocks_read_up(tiny_checkpoint):
+    """prepare reads the cursor's own read; the read the next block starts from waits for idle(),
+    so typing across block boundaries (with pauses) stays one step per character, and the states,
+    hence the completions, are those of the text alone."""
+    engine = Engine.from_checkpoint(tiny_checkpoint, context=32)     # blocks of 16 characters
+    read = []
+    net_read = engine.net.read
+    engine.net.read = lambda state, ids: read.append(len(ids)) or net_read(state, ids)
+    engine.open("k", "")
+    for p, ch in enumerate(SRC[:120]):
+        engine.edit("k", p, p, ch)
+        read.clear()
+        engine.prepare("k", p + 1)
+        assert read == [1], (p, read)        # one step on the way to the suggestion
+        read.clear()
+        engine.idle()
+        assert sum(read) <= 1, (p, read)     # and at most one more while the user pauses
+    assert engine.complete("k", 120, Request(mode="line")) == engine.complete_text(SRC[:120], Request(mode="line"))
+    # no pause at all: crossing into a block reads what the next block's read missed (a window)
+    engine.open("n", "")
+    for p, ch in enumerate(SRC[:120]):
+        engine.edit("n", p, p, ch)
+        engine.prepare("n", p + 1)
+    assert engine.complete("n", 120, Request(mode="line")) == engine.complete_text(SRC[:120], Request(mode="line"))

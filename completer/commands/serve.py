@@ -68,7 +68,7 @@ def run(args) -> int:
     blas.adapt_threads()  # one BLAS thread while other processes keep the cores busy (completer/blas.py)
     sched.short_slice()  # picked sooner when other processes are busy (completer/sched.py)
     session = Session(model=args.model, adapt=args.adapt, adapt_lr=args.adapt_lr, memory=not args.no_memory)
-    dispatcher = Dispatcher(reader, writer, session.requests, session.notifications, CancelToken)
+    dispatcher = Dispatcher(reader, writer, session.requests, session.notifications, CancelToken, idle=session.idle)
     code = dispatcher.run()
     if dispatcher.reader_thread.is_alive() or dispatcher.writer_thread.is_alive():
         # `exit` arrived while the reader is blocked reading stdin (or the writer writing to a

@@ -42,6 +42,7 @@ class DocCache:
         self.fed = 0                              # the project memory has read text[:fed]
         self.pending = None                       # (pos, (set, inputs, lp)): the mixer's last
                                                   # prediction at pos, learnt once text[pos] is typed
+        self.behind = None                        # (start, pos): that read is due to reach pos (Engine.idle)
 
     def set_text(self, text: str) -> None:
         if text is self.text:

@@ -177,18 +177,35 @@ class Engine:
     def block_start(self, p: int) -> int:
         return max(0, (p // self.block - 1) * self.block)
 
-    def _state_at(self, doc: DocCache, p: int, net=None):
+    def _state_at(self, doc: DocCache, p: int, net=None, ahead: bool = True):
         """The model state after text[block_start(p):p], from the nearest saved state.
 
         The read that the next block will start from (at block_start(p) + S) is advanced to p
-        as well, so typing across a block boundary costs a step, not a window of S characters."""
+        as well, so typing across a block boundary costs a step, not a window of S characters;
+        with ahead=False (a keystroke's prepare and completion) that step waits for `idle`."""
         start = self.block_start(p)
         net = net or self.net
         state = self._read(doc, start, p, net)
-        ahead = self.block_start(p + self.block)
-        if ahead != start:
-            self._read(doc, ahead, p, net)
+        nxt = self.block_start(p + self.block)
+        if nxt != start:
+            if ahead:
+                self._read(doc, nxt, p, net)
+                doc.behind = None
+            else:
+                doc.behind = (nxt, p)
         return state
+
+    def idle(self) -> None:
+        """What a frontend runs while the user pauses (serve: when no message waits; the REPLs:
+        after each suggestion): the reads the next blocks start from catch up with the cursors.
+        A keystroke then costs one model step on the way to its suggestion instead of two."""
+        with self._lock:
+            for uri, doc in self._docs.items():
+                if doc.behind is not None:
+                    nxt, p = doc.behind
+                    doc.behind = None
+                    if p <= len(doc.text) and self.block_start(p + self.block) == nxt:
+                        self._read(doc, nxt, p, self._net(uri))
 
     def _read(self, doc: DocCache, start: int, p: int, net):
         """The state after text[start:p] read by `net`, saving states on the way."""
@@ -220,7 +237,7 @@ class Engine:
         with self._lock:
             doc = self._doc(uri)
             self._check_offset(doc, offset)
-            self._state_at(doc, offset, self._net(uri))
+            self._state_at(doc, offset, self._net(uri), ahead=False)
             if self.memory is not None:
                 self._feed(doc, offset, self.memory)
 
@@ -296,7 +313,7 @@ class Engine:
         text = doc.text
         if req.mode != "free" and continues_identifier(text[offset - 1:offset], suffix):
             return None
-        state = self._state_at(doc, offset, net)
+        state = self._state_at(doc, offset, net, ahead=doc is self._scratch)
         ids = self.vocab.encode(text[max(0, offset - CONTEXT):offset]) if self.memory is not None else None
         return state, text[self.block_start(offset):offset], suffix, ids
 

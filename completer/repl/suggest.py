@@ -77,9 +77,15 @@ class EngineSuggest(AutoSuggest):
 
     async def get_suggestion_async(self, buffer, document):
         suggestion = await run_in_executor_with_context(self.model_suggestion, buffer, document)
+        # then, off the UI thread and after the suggestion is shown, what the keystroke deferred
+        get_app().create_background_task(self._idle())
         if suggestion is None and self.fallback is not None and buffer.document == document:
             return self.fallback.get_suggestion(buffer, document)
         return suggestion
+
+
+    async def _idle(self) -> None:
+        await run_in_executor_with_context(self.session.engine.idle)
 
 
 def shown(text: str) -> str:

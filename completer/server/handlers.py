@@ -172,6 +172,11 @@ class Session:
         self.engine, self.indexes = engine, {}
         log.info("model loaded: %s", engine.describe())
 
+    def idle(self) -> None:
+        """No message waits: the engine catches up on what keystrokes deferred (Engine.idle)."""
+        if self.engine is not None:
+            self.engine.idle()
+
     def request_for(self, settings: dict, mode: str, **overrides):
         from completer.engine import Request
 

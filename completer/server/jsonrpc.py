@@ -148,10 +148,11 @@ def _valid_id(id_) -> bool:
 
 
 class Dispatcher:
-    def __init__(self, reader, writer, requests: dict, notifications: dict, token_factory=Token):
+    def __init__(self, reader, writer, requests: dict, notifications: dict, token_factory=Token, idle=None):
+        """idle: called by the worker when no message waits, before it blocks for the next one."""
         self.reader, self.writer = reader, writer
         self.requests, self.notifications = requests, notifications
-        self.token_factory = token_factory
+        self.token_factory, self.idle = token_factory, idle
         self.state = NEW
         max_bytes = 2 * getattr(reader, "max_bytes", 8 * 1024 * 1024)
         self.queue = BoundedQueue(IN_MESSAGES, max_bytes)   # (has_id, id, method, params), body size
@@ -275,7 +276,11 @@ class Dispatcher:
         self.reader_thread.start()
         try:
             while True:
-                item = self.queue.get()
+                item = self.queue.get(timeout=0) if self.idle is not None else None
+                if item is None:
+                    if self.idle is not None:
+                        self._idle()
+                    item = self.queue.get()
                 if item is _EOF:
                     return 0
                 has_id, id_, method, params = item
@@ -291,6 +296,12 @@ class Dispatcher:
                     self.handle_notification(method, params)
         finally:
             self.drain()
+
+    def _idle(self) -> None:
+        try:
+            self.idle()
+        except Exception:  # idle work is an optimisation: a failure is logged, never fatal
+            log.error("idle work failed:\n%s", traceback.format_exc())
 
     def handle_request(self, id_, method: str, params) -> None:
         key = _key(id_)
