@@ -15,7 +15,7 @@ LINE = "qzv_total = qzv_total + qzv_step\n"
 
 def started(path, options=None, **kw):
     session = Session(model=str(path), memory=False, **kw)   # compared with the network alone
-    session.initialize({"capabilities": {}, "initializationOptions": options}, None)
+    session.initialize({"capabilities": {}, "initializationOptions": {"budgetMs": 0, **(options or {})}}, None)
     return session
 
 

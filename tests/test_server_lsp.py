@@ -46,7 +46,8 @@ async def custom(client, params, **kw):
 async def start(client, encodings=None, options=None):
     caps = types.ClientCapabilities(general=types.GeneralClientCapabilities(position_encodings=encodings))
     result = await client.initialize_session(types.InitializeParams(capabilities=caps,
-                                                                     initialization_options=options))
+                                                                     initialization_options={
+        "budgetMs": 0, **(options or {})}))  # compared with the engine's own answers: no time limit
     return result
 
 

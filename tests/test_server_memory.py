@@ -78,7 +78,8 @@ def test_the_workspace_is_read_in_the_background_and_its_names_completed(complet
     client = Client([*completer_exe, "serve", "--jsonl", "--log-level", "info", "--log-file", str(log)])
     try:
         t = time.monotonic()
-        init = client.request("initialize", {"capabilities": {}, "rootUri": ws.as_uri()})
+        init = client.request("initialize", {"capabilities": {}, "rootUri": ws.as_uri(),
+                                             "initializationOptions": {"budgetMs": 0}})  # no time limit: a name in full
         assert "capabilities" in init["result"] and time.monotonic() - t < 10
         client.send("initialized", request=False)
         uri = (ws / "main.py").as_uri()
@@ -118,7 +119,8 @@ def test_the_workspace_is_read_in_the_background_and_its_names_completed(complet
     log.write_text("")
     client = Client([*completer_exe, "serve", "--jsonl", "--log-level", "info", "--log-file", str(log)])
     try:
-        client.request("initialize", {"capabilities": {}, "rootUri": ws.as_uri()})
+        client.request("initialize", {"capabilities": {}, "rootUri": ws.as_uri(),
+                                      "initializationOptions": {"budgetMs": 0}})
         end = time.monotonic() + 60
         while "project memory: 41 files, " not in log.read_text():
             assert time.monotonic() < end, log.read_text()
