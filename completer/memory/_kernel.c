@@ -5,10 +5,14 @@
      online Kneser-Ney rule (an order's count is bumped only where the next longer context saw the
      character for the first time); contexts live in fixed-size hashed buckets, so memory is
      bounded whatever the project's size;
-   - two match models: the most recent earlier occurrence of the last MIN characters (MIN = 6 and
-     20 by default) predicts the character that followed it, with a confidence learnt per match
-     length from the text read; and an identifier model, a match model keyed by the identifier
-     typed so far (2+ characters, begun where an identifier begins), which completes names seen once;
+   - two match models: an earlier occurrence of the last MIN characters (MIN = 6 and 20 by default)
+     predicts the character that followed it, with a confidence learnt per match length from the
+     text read; an identifier model, a match model keyed by the identifier typed so far (begun where
+     an identifier begins), which completes names seen once; and a line model, keyed by the line so
+     far. Each key remembers its NCAND most recent occurrences; the long, identifier and line models
+     follow the one whose context agrees with the current one the furthest back (the most recent on
+     a tie: "return sess" follows an earlier "return session_setting", not the latest "session."),
+     the short model the most recent (for bits, recency beats length there);
    - the mixer: p(c) proportional to exp(sum_j w[s][j] * L_j(c)) over the inputs L_j = log-
      probabilities of the network, the n-gram and the four match models; each weight is the sum of
      one row of three tables, chosen by (the match length, the highest n-gram order whose context
@@ -44,6 +48,7 @@
 #define LOW_SLOTS 62    /* orders 1-2: many followers per context (a 256-byte bucket) */
 #define HIGH_SLOTS 14   /* orders >= 3: few followers (a 64-byte bucket) */
 #define MBUCKETS 16     /* match confidence classes by length */
+#define NCAND 8         /* occurrences remembered per match key (a power of two) */
 
 typedef struct {
     uint32_t *b;        /* buckets of (2 + slots) words: tag, total, then (sym + 1) << 16 | count */
@@ -62,7 +67,7 @@ typedef struct {
     uint64_t hmask, n;          /* ring size - 1; characters read so far */
     int mmin[NMATCH];           /* the identifier model's: the shortest identifier prefix it completes */
     uint32_t *mtab[NMATCH];     /* hash of the last mmin chars (identifier: of the identifier so far)
-                                   -> position of the follower + 1 */
+                                   -> NCAND positions of the follower + 1, the most recent first */
     uint64_t mmask;
     double mhit[NMATCH][MBUCKETS], mtry[NMATCH][MBUCKETS];
     uint8_t *cls;               /* (V,) character classes: 0 other, 1 letter, 2 digit, 3 _, 4 space,
@@ -209,24 +214,37 @@ static int model_key(Memory *m, int j, const int32_t *ctx, int L, uint64_t *key)
     return mn;
 }
 
-static int match_predict(Memory *m, int j, const int32_t *ctx, int L, int *len) {
-    uint64_t key;
-    int mn = model_key(m, j, ctx, L, &key);
-    *len = 0;
-    if (!mn) return -1;
-    uint32_t P = m->mtab[j][key & m->mmask];
+/* how far back the context before the occurrence at P (a position + 1) agrees with ctx, or -1 if
+   it is no occurrence of the model's key (a hash collision, a seam in the history, overwritten) */
+static int verify(Memory *m, int j, int mn, uint32_t P, const int32_t *ctx, int L) {
     if (!P) return -1;
     uint64_t pos = P - 1, oldest = m->n > m->hmask + 1 ? m->n - (m->hmask + 1) : 0;
     if (pos >= m->n || pos < oldest) return -1;
     int cap = L < CTX ? L : CTX, k = 0;
     while (k < cap && pos >= oldest + (uint64_t)k + 1 && m->hist[(pos - 1 - k) & m->hmask] == (uint16_t)ctx[L - 1 - k]) k++;
-    if (k < mn) return -1;     /* a hash collision, or a seam in the history */
-    if (j == 2) {              /* the identifier: the same prefix, begun where an identifier begins */
-        k = mn;
-        if (pos >= oldest + (uint64_t)k + 1 && IDENT(m, m->hist[(pos - 1 - k) & m->hmask])) return -1;
+    if (k < mn) return -1;
+    /* the identifier: the same prefix, begun where an identifier begins */
+    if (j == 2 && pos >= oldest + (uint64_t)mn + 1 && IDENT(m, m->hist[(pos - 1 - mn) & m->hmask])) return -1;
+    return k;
+}
+
+/* the match model j after ctx: its predicted character (or -1) and its match length (the
+   identifier model's: the identifier prefix's) */
+static int match_predict(Memory *m, int j, const int32_t *ctx, int L, int *len) {
+    static const int tries[NMATCH] = {1, NCAND, NCAND, NCAND};   /* occurrences each model weighs */
+    uint64_t key;
+    int mn = model_key(m, j, ctx, L, &key);
+    *len = 0;
+    if (!mn) return -1;
+    uint32_t *slot = m->mtab[j] + ((key & m->mmask) & ~(uint64_t)(NCAND - 1)), P = 0;
+    int k = -1;
+    for (int i = 0; i < tries[j]; i++) {
+        int ki = verify(m, j, mn, slot[i], ctx, L);
+        if (ki > k) { k = ki; P = slot[i]; }
     }
-    *len = k;
-    return m->hist[pos & m->hmask];
+    if (k < 0) return -1;
+    *len = j == 2 ? mn : k;
+    return m->hist[(P - 1) & m->hmask];
 }
 
 static int len_bucket(int len) { int b = len / 4; return b < MBUCKETS ? b : MBUCKETS - 1; }
@@ -241,7 +259,11 @@ static void learn_one(Memory *m, const int32_t *ctx, int L, int y) {
         int len, pred = match_predict(m, j, ctx, L, &len);
         if (pred >= 0) { int b = len_bucket(len); m->mtry[j][b]++; m->mhit[j][b] += pred == y; }
         uint64_t key;
-        if (model_key(m, j, ctx, L, &key)) m->mtab[j][key & m->mmask] = (uint32_t)(m->n + 1);
+        if (model_key(m, j, ctx, L, &key)) {   /* the key's occurrences shift by one, this one first */
+            uint32_t *slot = m->mtab[j] + ((key & m->mmask) & ~(uint64_t)(NCAND - 1));
+            memmove(slot + 1, slot, (NCAND - 1) * sizeof(uint32_t));
+            slot[0] = (uint32_t)(m->n + 1);
+        }
     }
     ngram_learn(m, ctx, L, y);
     m->hist[m->n & m->hmask] = (uint16_t)y;
@@ -252,8 +274,12 @@ static void learn_one(Memory *m, const int32_t *ctx, int L, int y) {
 static int mix(Memory *m, const int32_t *ctx, int L, const float *net, float *in, float *out, double *p) {
     int V = m->V, best = 0;
     for (int c = 1; c < V; c++) if (net[c] > net[best]) best = c;
+    /* the network's row normalised here, so that logits and log-probabilities mix the same */
+    double nsum = 0;
+    for (int c = 0; c < V; c++) if (!isinf(net[c])) nsum += exp((double)net[c] - net[best]);
+    float nlse = net[best] + (float)log(nsum);
+    for (int c = 0; c < V; c++) in[c] = net[c] - nlse;
     int seen = ngram_predict(m, ctx, L, p);
-    memcpy(in, net, V * sizeof(float));
     for (int c = 0; c < V; c++) in[V + c] = logf(p[c] > 1e-30 ? (float)p[c] : 1e-30f);
     int mlen = 0, mpred = -1;
     for (int j = 0; j < NMATCH; j++) {
@@ -295,11 +321,14 @@ static int mix(Memory *m, const int32_t *ctx, int L, const float *net, float *in
 
 static void mixer_update(Memory *m, int s, const float *in, const float *out, int y) {
     int V = m->V;
+    double e[NIN] = {0};                          /* the inputs' expectations under the mixture */
+    for (int c = 0; c < V; c++) {
+        if (isinf(out[c])) continue;
+        double pc = exp((double)out[c]);
+        for (int j = 0; j < NIN; j++) e[j] += pc * in[j * V + c];
+    }
     for (int j = 0; j < NIN; j++) {
-        const float *row = in + j * V;
-        double e = 0;
-        for (int c = 0; c < V; c++) if (!isinf(out[c])) e += exp((double)out[c]) * row[c];
-        float g = (float)(e - row[y]);            /* d(-log p(y)) / d w_j, for each table's row */
+        float g = (float)(e[j] - in[j * V + y]);  /* d(-log p(y)) / d w_j, for each table's row */
         m->w[s & 0xff][j] -= m->lr * g;
         m->w[(s >> 8) & 0xff][j] -= m->lr * g;
         m->w[s >> 16][j] -= m->lr * g;
@@ -357,7 +386,7 @@ static int Memory_init(Memory *m, PyObject *args, PyObject *kw) {
     static char *names[] = {"vocab_size", "unk", "classes", "order", "low_log2", "high_log2", "history_log2",
                             "match_log2", "short_match", "long_match", "ident_min", "discount", "lr", NULL};
     int V, unk, K = 16, lowl = 14, highl = 19, histl = 23, ml = 21, m0 = 6, m1 = 20, m2 = 1;
-    float D = 0.75f, lr = 0.002f;
+    float D = 0.7f, lr = 0.0013f;
     Py_buffer idb;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "iiy*|iiiiiiiiff", names, &V, &unk, &idb, &K, &lowl, &highl,
                                      &histl, &ml, &m0, &m1, &m2, &D, &lr))
