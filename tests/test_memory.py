@@ -103,6 +103,17 @@ def test_match_models_weigh_the_earlier_occurrences_by_how_far_back_they_agree(s
     assert (short, ident) == (".", "_")
 
 
+def test_the_word_models_key_begins_where_an_identifier_begins(shipped):
+    """The two-word model (inputs row 7) keys "a.get(" on whole identifiers, so "ba.get(y)" is not
+    an occurrence of it; the short match model (row 2) sees only characters and follows "ba.get(y)"."""
+    vocab = shipped.vocab
+    memory = Memory(vocab)
+    memory.learn_text("a.get(x)\nba.get(y)\n")
+    uniform = np.full(len(vocab), -np.log(len(vocab)), np.float32)
+    _, _, inputs = memory.mix(vocab.encode("q = a.get("), uniform)
+    assert [vocab.char(int(np.argmax(inputs[j]))) for j in (2, 7)] == ["y", "x"]
+
+
 def test_every_decoder_predicts_through_the_mixture(shipped):
     """A name the network cannot know, read by the memory, shows up whatever the decoder."""
     shipped.set_memory(True)
