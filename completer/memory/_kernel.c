@@ -188,10 +188,8 @@ static int ngram_predict(Memory *m, const int32_t *ctx, int L, double *p) {
     return seen;
 }
 
-static void ngram_learn(Memory *m, const int32_t *ctx, int L, int y) {
-    uint64_t hashes[MAXORD + 1];
-    int top = context_hashes(ctx, L, m->K, hashes);
-    prefetch_buckets(m, hashes, top);
+/* count y after the context whose hashes (orders 1..top) are given */
+static void ngram_learn(Memory *m, const uint64_t *hashes, int top, int y) {
     for (int k = top; k >= 1; k--) {
         Table *t = table_for(m, k);
         if (!bump(t, bucket(t, hashes[k], 1), y)) return;
@@ -316,7 +314,9 @@ static void narrow(const int32_t *ctx, int L, uint16_t *c16) { for (int i = 0; i
 static void learn_one(Memory *m, const int32_t *ctx, int L, int y) {
     uint16_t c16[CTX];
     int mn[NMATCH];
-    uint64_t at[NMATCH];
+    uint64_t at[NMATCH], hashes[MAXORD + 1];
+    int top = context_hashes(ctx, L, m->K, hashes);
+    prefetch_buckets(m, hashes, top);      /* the n-gram's buckets come in while the matches work */
     narrow(ctx, L, c16);
     match_slots(m, ctx, L, mn, at);
     for (int j = 0; j < NMATCH; j++) {   /* the match models' confidence learns from real text */
@@ -328,7 +328,7 @@ static void learn_one(Memory *m, const int32_t *ctx, int L, int y) {
             slot[0] = (uint32_t)(m->n + 1);
         }
     }
-    ngram_learn(m, ctx, L, y);
+    ngram_learn(m, hashes, top, y);
     m->hist[m->n & m->hmask] = (uint16_t)y;
     m->n++;
 }
