@@ -72,6 +72,48 @@ def test_the_mixture_is_a_distribution_that_never_offers_unk(shipped):
         assert lp[shipped.vocab.unk] == -np.inf and 0 <= s >> 16 < SETS and inputs.shape == (INPUTS, len(shipped.vocab))
 
 
+def test_logits_or_log_probabilities_mix_the_same(shipped):
+    """The engine may pass the network's logits (unnormalised) instead of its log-probabilities:
+    the kernel normalises its network row, so neither the mixture nor what the mixer learns moves."""
+    memories = [Memory(shipped.vocab), Memory(shipped.vocab)]
+    net = shipped.net.logprobs(shipped.net.zero)[0]
+    text = DEFINES + TYPING
+    ids = shipped.vocab.encode(text)
+    for m in memories:
+        m.learn_text(DEFINES)
+    for t in range(len(DEFINES), len(text)):
+        (a, sa, ia), (b, sb, ib) = memories[0].mix(ids[:t], net), memories[1].mix(ids[:t], net + 3.7)
+        unk = shipped.vocab.unk
+        assert sa == sb and a[unk] == b[unk] == -np.inf and np.abs(np.delete(a - b, unk)).max() < 1e-5
+        memories[0].update(sa, ia, a, ids[t])
+        memories[1].update(sb, ib, b, ids[t])
+    assert np.abs(memories[0].weights - memories[1].weights).max() < 1e-5
+    assert np.abs(memories[0].weights - Memory(shipped.vocab).weights).max() > 1e-3   # it did learn
+
+
+def test_match_models_weigh_the_earlier_occurrences_by_how_far_back_they_agree(shipped):
+    """The identifier model follows the occurrence of its key whose context agrees the furthest
+    back, not merely the latest; the short match model follows the latest (rows 2 and 4 of inputs)."""
+    vocab = shipped.vocab
+    memory = Memory(vocab)
+    memory.learn_text("    return session_setting\n\n\ny = session.get(url)\n")
+    uniform = np.full(len(vocab), -np.log(len(vocab)), np.float32)
+    _, _, inputs = memory.mix(vocab.encode("def f():\n    return session"), uniform)
+    short, ident = (vocab.char(int(np.argmax(inputs[j]))) for j in (2, 4))
+    assert (short, ident) == (".", "_")
+
+
+def test_the_word_models_key_begins_where_an_identifier_begins(shipped):
+    """The two-word model (inputs row 7) keys "a.get(" on whole identifiers, so "ba.get(y)" is not
+    an occurrence of it; the short match model (row 2) sees only characters and follows "ba.get(y)"."""
+    vocab = shipped.vocab
+    memory = Memory(vocab)
+    memory.learn_text("a.get(x)\nba.get(y)\n")
+    uniform = np.full(len(vocab), -np.log(len(vocab)), np.float32)
+    _, _, inputs = memory.mix(vocab.encode("q = a.get("), uniform)
+    assert [vocab.char(int(np.argmax(inputs[j]))) for j in (2, 7)] == ["y", "x"]
+
+
 def test_every_decoder_predicts_through_the_mixture(shipped):
     """A name the network cannot know, read by the memory, shows up whatever the decoder."""
     shipped.set_memory(True)

@@ -5,12 +5,18 @@
      online Kneser-Ney rule (an order's count is bumped only where the next longer context saw the
      character for the first time); contexts live in fixed-size hashed buckets, so memory is
      bounded whatever the project's size;
-   - two match models: the most recent earlier occurrence of the last MIN characters (MIN = 6 and
-     20 by default) predicts the character that followed it, with a confidence learnt per match
-     length from the text read; and an identifier model, a match model keyed by the identifier
-     typed so far (2+ characters, begun where an identifier begins), which completes names seen once;
+   - six match models: an earlier occurrence of the model's key predicts the character that
+     followed it, with a confidence learnt per match length from the text read. The keys: the last
+     6 and the last 20 characters (short and long); the identifier typed so far (begun where an
+     identifier begins), which completes names seen once; the line so far; the previous identifier
+     and the previous two, with what separates them (1..GAP characters, no newline) and the
+     identifier being typed (word models). Each key remembers its NCAND most recent occurrences; the
+     models follow the one whose context agrees with the current one the furthest back (the most
+     recent on a tie: "return sess" follows an earlier "return session_setting", not the latest
+     "session."), except the short model, which follows the most recent (for bits, recency beats
+     length there);
    - the mixer: p(c) proportional to exp(sum_j w[s][j] * L_j(c)) over the inputs L_j = log-
-     probabilities of the network, the n-gram and the four match models; each weight is the sum of
+     probabilities of the network, the n-gram and the six match models; each weight is the sum of
      one row of three tables, chosen by (the match length, the highest n-gram order whose context
      was seen, whether the match agrees with the network), (the class of the last character, in
      indentation or not) and (the n-gram's largest probability); the weights learn online on the
@@ -34,8 +40,8 @@
 
 #define MAXORD 24
 #define CTX 64          /* context characters a prediction looks at (match verification cap) */
-#define NIN 6           /* mixer inputs: network, n-gram, short match, long match, identifier, line */
-#define NMATCH 4        /* the match models: short, long, identifier, line */
+#define NIN 8           /* mixer inputs: network, n-gram, the six match models */
+#define NMATCH 6        /* the match models: short, long, identifier, line, word, two words */
 #define NLEN 5          /* match-length classes */
 #define NORD 4          /* highest-order classes */
 #define NSEL0 (NLEN * NORD * 2)   /* weight sets by match length, order seen, agreement */
@@ -45,6 +51,7 @@
 #define LOW_SLOTS 62    /* orders 1-2: many followers per context (a 256-byte bucket) */
 #define HIGH_SLOTS 14   /* orders >= 3: few followers (a 64-byte bucket) */
 #define MBUCKETS 16     /* match confidence classes by length */
+#define NCAND 8         /* occurrences remembered per match key (a power of two) */
 
 typedef struct {
     uint32_t *b;        /* buckets of (2 + slots) words: tag, total, then (sym + 1) << 16 | count */
@@ -63,7 +70,7 @@ typedef struct {
     uint64_t hmask, n;          /* ring size - 1; characters read so far */
     int mmin[NMATCH];           /* the identifier model's: the shortest identifier prefix it completes */
     uint32_t *mtab[NMATCH];     /* hash of the last mmin chars (identifier: of the identifier so far)
-                                   -> position of the follower + 1 */
+                                   -> NCAND positions of the follower + 1, the most recent first */
     uint64_t mmask;
     double mhit[NMATCH][MBUCKETS], mtry[NMATCH][MBUCKETS];
     uint8_t *cls;               /* (V,) character classes: 0 other, 1 letter, 2 digit, 3 _, 4 space,
@@ -108,6 +115,16 @@ static uint32_t *bucket(Table *t, uint64_t h, int create) {
 
 static Table *table_for(Memory *m, int k) { return k <= 2 ? &m->low : &m->high; }
 
+/* the buckets of orders 1..top asked for at once (see match_slots) */
+static void prefetch_buckets(Memory *m, const uint64_t *hashes, int top) {
+    for (int k = 1; k <= top; k++) {
+        Table *t = table_for(m, k);
+        const uint32_t *b = t->b + ((hashes[k] & t->mask) & ~1ULL) * (2 + (size_t)t->slots);
+        __builtin_prefetch(b);
+        __builtin_prefetch(b + 2 + t->slots);
+    }
+}
+
 /* count y after the context: returns 1 if order k saw y for the first time */
 static int bump(Table *t, uint32_t *b, int y) {
     uint32_t *s = b + 2, key = (uint32_t)(y + 1) << 16;
@@ -141,6 +158,7 @@ static int ngram_predict(Memory *m, const int32_t *ctx, int L, double *p) {
     uint32_t *found[MAXORD + 1];
     int V = m->V, top = context_hashes(ctx, L, m->K, hashes), seen = 0;
     double D = m->D;
+    prefetch_buckets(m, hashes, top);
     for (int k = 1; k <= top; k++) {
         uint32_t *b = bucket(table_for(m, k), hashes[k], 0);
         if (!b || !b[1]) break;   /* longer contexts were seen after this one, so none is */
@@ -171,9 +189,8 @@ static int ngram_predict(Memory *m, const int32_t *ctx, int L, double *p) {
     return seen;
 }
 
-static void ngram_learn(Memory *m, const int32_t *ctx, int L, int y) {
-    uint64_t hashes[MAXORD + 1];
-    int top = context_hashes(ctx, L, m->K, hashes);
+/* count y after the context whose hashes (orders 1..top) are given */
+static void ngram_learn(Memory *m, const uint64_t *hashes, int top, int y) {
     for (int k = top; k >= 1; k--) {
         Table *t = table_for(m, k);
         if (!bump(t, bucket(t, hashes[k], 1), y)) return;
@@ -202,32 +219,87 @@ static int line_run(Memory *m, const int32_t *ctx, int L) {
     return 0;
 }
 
+/* the last `words` identifiers before the one being typed, the gaps between them (1..GAP characters,
+   no newline) and the identifier typed so far (possibly empty): its length, 0 if there is none */
+#define GAP 8
+static int word_run(Memory *m, const int32_t *ctx, int L, int words) {
+    int r = 0;
+    while (r < L && IDENT(m, ctx[L - 1 - r])) r++;
+    for (int w = 0; w < words; w++) {
+        int g = 0, p = 0;
+        while (r + g < L && g <= GAP && !IDENT(m, ctx[L - 1 - r - g]) && m->cls[ctx[L - 1 - r - g]] != 5) g++;
+        if (g == 0 || g > GAP) return 0;
+        while (r + g + p < L && IDENT(m, ctx[L - 1 - r - g - p])) p++;
+        if (p == 0 || (r + g + p == L && L == CTX)) return 0;   /* the word may run past the context */
+        r += g + p;
+    }
+    return r;
+}
+
 /* the key a match model files the context under, and its length; 0 if the context has none */
 static int model_key(Memory *m, int j, const int32_t *ctx, int L, uint64_t *key) {
-    int mn = j < 2 ? m->mmin[j] : j == 2 ? ident_run(m, ctx, L) : line_run(m, ctx, L);
-    if (L < mn || (j == 2 && mn < m->mmin[2]) || (j == 3 && mn == 0)) return 0;
+    int mn = j < 2 ? m->mmin[j] : j == 2 ? ident_run(m, ctx, L) : j == 3 ? line_run(m, ctx, L) : word_run(m, ctx, L, j - 3);
+    if (L < mn || (j == 2 && mn < m->mmin[2]) || (j >= 3 && mn == 0)) return 0;
     *key = match_key(ctx, L, mn) ^ (uint64_t)j;
     return mn;
 }
 
-static int match_predict(Memory *m, int j, const int32_t *ctx, int L, int *len) {
-    uint64_t key;
-    int mn = model_key(m, j, ctx, L, &key);
-    *len = 0;
-    if (!mn) return -1;
-    uint32_t P = m->mtab[j][key & m->mmask];
+/* how far back the context before the occurrence at P (a position + 1) agrees with ctx, or -1 if
+   it is no occurrence of the model's key (a hash collision, a seam in the history, overwritten) */
+static int verify(Memory *m, int j, int mn, uint32_t P, const uint16_t *c16, int L) {
     if (!P) return -1;
     uint64_t pos = P - 1, oldest = m->n > m->hmask + 1 ? m->n - (m->hmask + 1) : 0;
     if (pos >= m->n || pos < oldest) return -1;
-    int cap = L < CTX ? L : CTX, k = 0;
-    while (k < cap && pos >= oldest + (uint64_t)k + 1 && m->hist[(pos - 1 - k) & m->hmask] == (uint16_t)ctx[L - 1 - k]) k++;
-    if (k < mn) return -1;     /* a hash collision, or a seam in the history */
-    if (j == 2) {              /* the identifier: the same prefix, begun where an identifier begins */
-        k = mn;
-        if (pos >= oldest + (uint64_t)k + 1 && IDENT(m, m->hist[(pos - 1 - k) & m->hmask])) return -1;
+    int lim = L < CTX ? L : CTX, k = 0;
+    if ((uint64_t)lim > pos - oldest) lim = (int)(pos - oldest);
+    /* four characters at a time while the ring does not wrap (the candidates of a key mostly agree
+       far back: this loop is most of the cost of reading), then one at a time */
+    while (k + 4 <= lim) {
+        uint64_t a = (pos - 4 - k) & m->hmask, x, y;
+        if (a + 4 > m->hmask + 1) break;
+        memcpy(&x, m->hist + a, 8); memcpy(&y, c16 + L - 4 - k, 8);
+        if (x != y) break;
+        k += 4;
     }
-    *len = k;
-    return m->hist[pos & m->hmask];
+    while (k < lim && m->hist[(pos - 1 - k) & m->hmask] == c16[L - 1 - k]) k++;
+    if (k < mn) return -1;
+    /* the identifier and word models: their key begun where an identifier begins */
+    if ((j == 2 || j >= 4) && pos >= oldest + (uint64_t)mn + 1 && IDENT(m, m->hist[(pos - 1 - mn) & m->hmask])) return -1;
+    return k;
+}
+
+/* the match model j after ctx: its predicted character (or -1) and its match length (the
+   identifier model's: the identifier prefix's) */
+static const int tries[NMATCH] = {1, NCAND, NCAND, NCAND, NCAND, NCAND};   /* occurrences each model weighs */
+
+/* every match model's key length (mn, 0: none) and slot (at) after ctx. The tables and the history
+   are read at random places: what they will be asked for is prefetched first, so that the cache
+   misses overlap instead of following one another (most of the cost of reading) */
+static void match_slots(Memory *m, const int32_t *ctx, int L, int *mn, uint64_t *at) {
+    for (int j = 0; j < NMATCH; j++) {
+        uint64_t key;
+        mn[j] = model_key(m, j, ctx, L, &key);
+        at[j] = (key & m->mmask) & ~(uint64_t)(NCAND - 1);
+        if (mn[j]) __builtin_prefetch(m->mtab[j] + at[j]);
+    }
+    for (int j = 0; j < NMATCH; j++) if (mn[j]) {
+        const uint32_t *slot = m->mtab[j] + at[j];
+        for (int i = 0; i < tries[j]; i++) if (slot[i] > 1) __builtin_prefetch(m->hist + ((slot[i] - 2) & m->hmask));
+    }
+}
+
+static int match_predict(Memory *m, int j, int mn, uint64_t at, const uint16_t *c16, int L, int *len) {
+    *len = 0;
+    if (!mn) return -1;
+    uint32_t *slot = m->mtab[j] + at, P = 0;
+    int k = -1;
+    for (int i = 0; i < tries[j]; i++) {
+        int ki = verify(m, j, mn, slot[i], c16, L);
+        if (ki > k) { k = ki; P = slot[i]; }
+    }
+    if (k < 0) return -1;
+    *len = j == 2 ? mn : k;
+    return m->hist[(P - 1) & m->hmask];
 }
 
 static int len_bucket(int len) { int b = len / 4; return b < MBUCKETS ? b : MBUCKETS - 1; }
@@ -237,14 +309,27 @@ static double match_conf(Memory *m, int j, int len) {
     return (m->mhit[j][b] + 0.5) / (m->mtry[j][b] + 1.0);
 }
 
+/* the context as the history holds it (ids < 65535), for verify */
+static void narrow(const int32_t *ctx, int L, uint16_t *c16) { for (int i = 0; i < L; i++) c16[i] = (uint16_t)ctx[i]; }
+
 static void learn_one(Memory *m, const int32_t *ctx, int L, int y) {
+    uint16_t c16[CTX];
+    int mn[NMATCH];
+    uint64_t at[NMATCH], hashes[MAXORD + 1];
+    int top = context_hashes(ctx, L, m->K, hashes);
+    prefetch_buckets(m, hashes, top);      /* the n-gram's buckets come in while the matches work */
+    narrow(ctx, L, c16);
+    match_slots(m, ctx, L, mn, at);
     for (int j = 0; j < NMATCH; j++) {   /* the match models' confidence learns from real text */
-        int len, pred = match_predict(m, j, ctx, L, &len);
+        int len, pred = match_predict(m, j, mn[j], at[j], c16, L, &len);
         if (pred >= 0) { int b = len_bucket(len); m->mtry[j][b]++; m->mhit[j][b] += pred == y; }
-        uint64_t key;
-        if (model_key(m, j, ctx, L, &key)) m->mtab[j][key & m->mmask] = (uint32_t)(m->n + 1);
+        if (mn[j]) {   /* the key's occurrences shift by one, this one first */
+            uint32_t *slot = m->mtab[j] + at[j];
+            memmove(slot + 1, slot, (NCAND - 1) * sizeof(uint32_t));
+            slot[0] = (uint32_t)(m->n + 1);
+        }
     }
-    ngram_learn(m, ctx, L, y);
+    ngram_learn(m, hashes, top, y);
     m->hist[m->n & m->hmask] = (uint16_t)y;
     m->n++;
 }
@@ -253,19 +338,28 @@ static void learn_one(Memory *m, const int32_t *ctx, int L, int y) {
 static int mix(Memory *m, const int32_t *ctx, int L, const float *net, float *in, float *out, double *p) {
     int V = m->V, best = 0;
     for (int c = 1; c < V; c++) if (net[c] > net[best]) best = c;
+    /* the network's row normalised here, so that logits and log-probabilities mix the same */
+    double nsum = 0;
+    for (int c = 0; c < V; c++) if (!isinf(net[c])) nsum += exp((double)net[c] - net[best]);
+    float nlse = net[best] + (float)log(nsum);
+    for (int c = 0; c < V; c++) in[c] = net[c] - nlse;
     int seen = ngram_predict(m, ctx, L, p);
-    memcpy(in, net, V * sizeof(float));
     for (int c = 0; c < V; c++) in[V + c] = logf(p[c] > 1e-30 ? (float)p[c] : 1e-30f);
     int mlen = 0, mpred = -1;
+    uint16_t c16[CTX];
+    int mn[NMATCH];
+    uint64_t at[NMATCH];
+    narrow(ctx, L, c16);
+    match_slots(m, ctx, L, mn, at);
     for (int j = 0; j < NMATCH; j++) {
-        int len, pred = match_predict(m, j, ctx, L, &len);
+        int len, pred = match_predict(m, j, mn[j], at[j], c16, L, &len);
         float *row = in + (2 + j) * V;
         if (pred < 0 || pred >= V) { for (int c = 0; c < V; c++) row[c] = 0; continue; }
         double conf = match_conf(m, j, len);
         float lo = (float)log((1 - conf) / (V - 1)), hi = (float)log(conf);
         for (int c = 0; c < V; c++) row[c] = lo;
         row[pred] = hi;
-        if (j != 2 && len > mlen) { mlen = len; mpred = pred; }
+        if ((j == 0 || j == 1 || j == 3) && len > mlen)   /* the weight sets' match length */ { mlen = len; mpred = pred; }
     }
     int lb = mlen == 0 ? 0 : mlen < 12 ? 1 : mlen < 20 ? 2 : mlen < 32 ? 3 : 4;
     int ob = seen <= 2 ? 0 : seen <= 5 ? 1 : seen <= 10 ? 2 : 3;
@@ -296,11 +390,14 @@ static int mix(Memory *m, const int32_t *ctx, int L, const float *net, float *in
 
 static void mixer_update(Memory *m, int s, const float *in, const float *out, int y) {
     int V = m->V;
+    double e[NIN] = {0};                          /* the inputs' expectations under the mixture */
+    for (int c = 0; c < V; c++) {
+        if (isinf(out[c])) continue;
+        double pc = exp((double)out[c]);
+        for (int j = 0; j < NIN; j++) e[j] += pc * in[j * V + c];
+    }
     for (int j = 0; j < NIN; j++) {
-        const float *row = in + j * V;
-        double e = 0;
-        for (int c = 0; c < V; c++) if (!isinf(out[c])) e += exp((double)out[c]) * row[c];
-        float g = (float)(e - row[y]);            /* d(-log p(y)) / d w_j, for each table's row */
+        float g = (float)(e[j] - in[j * V + y]);  /* d(-log p(y)) / d w_j, for each table's row */
         m->w[s & 0xff][j] -= m->lr * g;
         m->w[(s >> 8) & 0xff][j] -= m->lr * g;
         m->w[s >> 16][j] -= m->lr * g;
@@ -390,7 +487,7 @@ static int Memory_init(Memory *m, PyObject *args, PyObject *kw) {
     static char *names[] = {"vocab_size", "unk", "classes", "order", "low_log2", "high_log2", "history_log2",
                             "match_log2", "short_match", "long_match", "ident_min", "discount", "lr", NULL};
     int V, unk, K = 16, lowl = 14, highl = 19, histl = 23, ml = 21, m0 = 6, m1 = 20, m2 = 1;
-    float D = 0.75f, lr = 0.002f;
+    float D = 0.7f, lr = 0.001f;
     Py_buffer idb;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "iiy*|iiiiiiiiff", names, &V, &unk, &idb, &K, &lowl, &highl,
                                      &histl, &ml, &m0, &m1, &m2, &D, &lr))
@@ -419,12 +516,12 @@ static int Memory_init(Memory *m, PyObject *args, PyObject *kw) {
     m->hmask = ((uint64_t)1 << histl) - 1; m->hist = big_calloc(hist_bytes(m));
     m->mmask = ((uint64_t)1 << ml) - 1;
     for (int j = 0; j < NMATCH; j++) m->mtab[j] = big_calloc(mtab_bytes(m));
-    if (!m->uni || !m->cls || !m->hist || !m->mtab[0] || !m->mtab[1] || !m->mtab[2] || !m->mtab[3] || alloc_table(&m->low, lowl, LOW_SLOTS) ||
+    if (!m->uni || !m->cls || !m->hist || !m->mtab[0] || !m->mtab[1] || !m->mtab[2] || !m->mtab[3] || !m->mtab[4] || !m->mtab[5] || alloc_table(&m->low, lowl, LOW_SLOTS) ||
         alloc_table(&m->high, highl, HIGH_SLOTS)) {
         PyErr_NoMemory();
         return -1;
     }
-    for (int s = 0; s < NSEL0; s++) { m->w[s][0] = 1.0f; m->w[s][1] = 0.3f; m->w[s][2] = 0.2f; m->w[s][3] = 0.2f; m->w[s][4] = 0.2f; m->w[s][5] = 0.2f; }
+    for (int s = 0; s < NSEL0; s++) { m->w[s][0] = 1.0f; m->w[s][1] = 0.3f; m->w[s][2] = 0.2f; m->w[s][3] = 0.2f; m->w[s][4] = 0.2f; m->w[s][5] = 0.2f; m->w[s][6] = 0.2f; m->w[s][7] = 0.2f; }
     return 0;
 }
 
@@ -572,6 +669,8 @@ static PyObject *Memory_set_weights(Memory *m, PyObject *arg) {
     X("match1", m->mtab[1], (size_t)(m->mmask + 1) * 4) \
     X("match2", m->mtab[2], (size_t)(m->mmask + 1) * 4) \
     X("match3", m->mtab[3], (size_t)(m->mmask + 1) * 4) \
+    X("match4", m->mtab[4], (size_t)(m->mmask + 1) * 4) \
+    X("match5", m->mtab[5], (size_t)(m->mmask + 1) * 4) \
     X("mhit", m->mhit, sizeof m->mhit) \
     X("mtry", m->mtry, sizeof m->mtry) \
     X("weights", m->w, sizeof m->w)

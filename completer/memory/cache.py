@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-FORMAT = "completer-memory-1"
+FORMAT = "completer-memory-2"        # 2: six match models, each key holding its 8 most recent occurrences
 SPARSE = ("low", "high")                      # bucket tables: rows whose tag is set
-POSITIONS = ("match0", "match1", "match2", "match3")    # position tables: entries that are set
+POSITIONS = ("match0", "match1", "match2", "match3", "match4", "match5")  # position tables: entries set
 
 
 def cache_dir() -> Path:

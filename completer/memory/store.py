@@ -6,8 +6,8 @@ first written, so a small project costs little):
     low_log2 14       2^14 buckets of 62 followers for orders 1-2 (4 MiB)
     high_log2 19      2^19 buckets of 14 followers for orders 3-16, shared (32 MiB)
     history_log2 23   the last 2^23 characters read, for the match models (16 MiB)
-    match_log2 21     2^21 positions per match model (4 x 8 MiB)
-About 84 MiB at most; `Memory(vocab, high_log2=21, ...)` changes them. Past the history's size the
+    match_log2 21     2^21 positions per match model, 8 per key (6 x 8 MiB)
+About 100 MiB at most; `Memory(vocab, high_log2=21, ...)` changes them. Past the history's size the
 oldest text is forgotten by the match models; the n-gram's buckets replace their least used.
 
 Starting weights: the mixer's weights at start (SETS x INPUTS float32) are learnt offline, by
