@@ -98,9 +98,9 @@ def run(args) -> int:
           f"{report['keystroke_chars']:,} characters typed; {report['seconds']:.1f}s"
           + (f"; the memory first read {report['project_chars']:,} characters of the project"
              if report["project_chars"] else ""))
-    print(f"{'':24}" + "".join(f"{name:>14}" for name in runs))
+    print(f"{'':24}" + "".join(f" {name:>15}" for name in runs))
     for label, key, fmt in ROWS:
-        cell = lambda v: f"{fmt.format(v) if v is not None else '-':>14}"
+        cell = lambda v: f"{fmt.format(v) if v is not None else '-':>16}"
         print(f"{label:24}" + "".join(cell(r[key]) for r in runs.values()))
     gram = f"{report['ngram_order']}-gram"
     for label, key, fmt in (("lzma -9e bpc", "lzma_bpc", "{:.3f}"), ("bz2 -9 bpc", "bz2_bpc", "{:.3f}"),
