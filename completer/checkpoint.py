@@ -38,8 +38,10 @@ class CheckpointError(CompleterError):
 STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGUSR1}
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that a crash at any instant leaves the old file or the new one.
+def atomic_write(path: Path, data) -> None:
+    """Write `data` (bytes, or an iterable of buffers written in turn, so that a large file need
+    not be one bytes object first) to `path` so that a crash at any instant leaves the old file
+    or the new one.
 
     The stop signals are held back while the temporary file exists (delivered right after), so a
     second Ctrl-C or SIGTERM during a save neither tears it nor leaves the temporary behind."""
@@ -51,7 +53,7 @@ def atomic_write(path: Path, data: bytes) -> None:
     _sync_dir(Path(path))
 
 
-def _write_replace(path: Path, data: bytes) -> None:
+def _write_replace(path: Path, data) -> None:
     import tempfile  # (imported here: only writers need it, and it costs a start 8 ms)
 
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -60,7 +62,8 @@ def _write_replace(path: Path, data: bytes) -> None:
         os.umask(umask)
         os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; a checkpoint is an ordinary file
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            for chunk in (data,) if isinstance(data, (bytes, bytearray, memoryview)) else data:
+                f.write(chunk)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

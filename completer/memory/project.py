@@ -103,6 +103,10 @@ class Project:
             self.cache.save(self.memory, hashes)
         except OSError as exc:
             self.log.warning("project memory: cache not written: %s", exc)
+        finally:
+            from completer import heap
+
+            heap.trim()  # the save's copies (~100 MB for a large project) go back to the OS
 
     def _learn(self, path: Path, text: str) -> None:
         self.memory.learn_text(text)
