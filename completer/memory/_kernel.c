@@ -442,14 +442,10 @@ static int check_ids(Memory *m, const int32_t *ids, Py_ssize_t n) {
 /* The tables are read at random (a few dozen places per character), so with 4 KiB pages nearly every
    access misses the TLB, and in a VM a miss walks two page tables: a character cost 35 us beside the
    network's step, 5 us alone. So they live in anonymous mappings aligned to 2 MiB, which prefault()
-   (below) advises as huge pages and maps, chunk by chunk, on a thread of its own (transparent huge
-   pages in "madvise" or "always" mode; elsewhere the advice is ignored). Until it has, pages come
-   when first written, as ordinary ones (a first huge page costs up to ms: zeroed, and in a VM backed
-   by the host on first touch). They are zero either way. */
+   (below) advises as huge pages and maps, chunk by chunk (transparent huge pages in "madvise" or
+   "always" mode; elsewhere the advice is ignored). Otherwise pages come when first written, as
+   ordinary ones. They are zero either way. */
 #define HUGE ((size_t)2 << 20)
-#ifndef MADV_COLLAPSE
-#define MADV_COLLAPSE 25        /* Linux 6.1's value, for older headers; older kernels refuse it */
-#endif
 static size_t big_size(size_t bytes) { return (bytes + HUGE - 1) & ~(HUGE - 1); }
 
 static void *big_calloc(size_t bytes) {
@@ -722,14 +718,12 @@ static PyObject *Memory_load(Memory *m, PyObject *d) {
 
 static PyObject *Memory_chars(Memory *m, void *unused) { return PyLong_FromUnsignedLongLong(m->n); }
 
-/* prefault(): advise each 2 MiB chunk of the tables as a huge page and map it now. Done at once on
-   the first learn, that took 16-124 ms (every chunk zeroed; in a VM, backed by the host), so the
-   Python side runs this on a thread of its own once a memory has read a large file or a project
-   (store.py); the characters read before map ordinary pages where they land, and MADV_COLLAPSE
-   then merges them into huge pages.
-   Each chunk is touched by adding 0 atomically (a concurrent learn's write to the same word is
-   never lost), without the tables' mutex: predictions do not wait for it (the kernel keeps the
-   pages' contents through the merge; an access to a chunk being merged waits for that chunk). */
+/* prefault(): advise each 2 MiB chunk of the tables as a huge page and map it now. Done by the
+   first characters read, that took 16-124 ms (every chunk zeroed; in a VM, backed by the host), so
+   the project reader runs it on its own thread before it reads a large project (store.py). A chunk
+   already written stays in small pages: merging them (MADV_COLLAPSE) stalled predictions by up to
+   80 ms. Each chunk is touched by adding 0 atomically (a concurrent write to the same word is never
+   lost), without the tables' mutex, so predictions do not wait for it. */
 static void touch(Memory *m, void *base, size_t bytes) {
     for (size_t off = 0; off < bytes; off += HUGE) {
         uint8_t *chunk = (uint8_t *)base + off;
@@ -737,7 +731,6 @@ static void touch(Memory *m, void *base, size_t bytes) {
         madvise(chunk, HUGE, MADV_HUGEPAGE);
 #endif
         __atomic_fetch_add((uint32_t *)chunk, 0u, __ATOMIC_RELAXED);
-        madvise(chunk, HUGE, MADV_COLLAPSE);   /* small pages already there: merged now (Linux 6.1+) */
     }
 }
 

@@ -126,7 +126,6 @@ class Cache:
         total, types, n = header["counters"]
         full["counters"] = (float(total), float(types), int(n))
         memory.kernel.load(full)
-        memory.prefault()
         return True
 
 

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from completer.engine.documents import common_prefix
+from completer.memory.store import PREFAULT_AFTER
 
 MAX_CHARS = 64_000_000
 
@@ -71,6 +72,8 @@ class Project:
                             break
                         files.append((root / f.path, f.text))
                         total += len(f.text)
+                if total >= PREFAULT_AFTER:  # before anything is written (see Memory.prefault)
+                    self.memory.prefault()
                 hashes = {str(path): _key(text) for path, text in files}
                 if self.cache is not None and self._load_cache(hashes):
                     for path, text in files:
