@@ -63,6 +63,12 @@ DEFAULT_CONTEXT = 512   # W: see README "Completion engine" for how it was chose
 log = logging.getLogger("completer.engine")
 
 
+def _received(cancel) -> float:
+    """When a request came, for its budget: its CancelToken's making (serve makes it as it reads
+    the message, so a wait in the queue or for the lock counts), else now."""
+    return getattr(cancel, "created", None) or time.perf_counter()
+
+
 class Engine:
     def __init__(self, model, vocab, meta=None, context: int = DEFAULT_CONTEXT, cache_states: int = 512,
                  adapt: bool = False, adapt_lr: float | None = None, memory=None):
@@ -250,8 +256,8 @@ class Engine:
     # ---- completions ------------------------------------------------------------------------
     def complete(self, uri, offset: int, req: Request | None = None, cancel: CancelToken | None = None) -> list:
         req = (req or Request()).validated()
-        decoder = self._decoder(req.decoder)  # (the first lookup loads the entry points: not budgeted)
-        received = time.perf_counter()        # a budget counts the wait for the lock, though
+        decoder = self._decoder(req.decoder)
+        received = _received(cancel)
         with self._lock:
             doc = self._doc(uri)
             self._check_offset(doc, offset)
@@ -271,7 +277,7 @@ class Engine:
                       suffix: str = "") -> list:
         req = (req or Request()).validated()
         decoder = self._decoder(req.decoder)
-        received = time.perf_counter()
+        received = _received(cancel)
         self._check_text(prefix)
         self._check_text(suffix)
         with self._lock:
@@ -317,7 +323,7 @@ class Engine:
         ids = self.vocab.encode(text[max(0, offset - CONTEXT):offset]) if self.memory is not None else None
         return state, text[self.block_start(offset):offset], suffix, ids
 
-    def _decode(self, start, req, decoder, cancel, net, memory=None, received=None):
+    def _decode(self, start, req, decoder, cancel, net, memory, received):
         """Outside the lock: decoding reads the model and its own copy of the state (and the
         memory, which only `_feed` writes). -> (completions, the Search or None).
         With req.budget_ms, past `received` + budget the decoder is stopped (Search.check) and
@@ -326,12 +332,7 @@ class Engine:
         if start is None:
             return [], None
         state, context, suffix, ids = start
-        deadline = None
-        if req.budget_ms:
-            received = received or time.perf_counter()
-            if cancel is not None:  # the request's own receipt: a wait in a queue counts too
-                received = min(received, getattr(cancel, "created", received))
-            deadline = received + req.budget_ms / 1000
+        deadline = received + req.budget_ms / 1000 if req.budget_ms else None
         search = Search(net, self.vocab, state, Stopper(req.mode, context, req.max_chars), cancel,
                         memory=memory, context=ids, deadline=deadline)
         cut = False

@@ -80,7 +80,7 @@ class Memory:
         self.roots: list = []       # the project folders read into it (completer.memory.project)
         classes = bytes(char_class(vocab.char(i)) if i != vocab.unk else 0 for i in range(self.V))
         self.kernel = _kernel.Memory(self.V, vocab.unk, classes, **self.sizes)
-        self._prefaulting = False
+        self._prefaulted = False
         if weights is not None:
             self.kernel.set_weights(np.ascontiguousarray(weights, np.float32))
 
@@ -109,8 +109,8 @@ class Memory:
         us instead of 33-40 beside the network's step (TLB misses). Not for a REPL's few lines
         (the tables' 100 MiB become resident), nor once the tables are written: merging their
         small pages stalled predictions by up to 80 ms (serve's p99 31 ms against 17-19 without)."""
-        if not self._prefaulting:
-            self._prefaulting = True
+        if not self._prefaulted:
+            self._prefaulted = True
             self.kernel.prefault()
 
     def learn_text(self, text: str, context: str = "") -> None:
