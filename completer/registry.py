@@ -7,7 +7,7 @@ distribution does (see plugins/completer-mgu). Loading is lazy and per name, so 
 
 Extension points (what an entry point must name):
   completer.cells     a subclass of `completer.cells.base.Cell`
-  completer.decoders  a subclass of `completer.decoders.Decoder`
+  completer.decoders         a subclass of `completer.engine.decoders.Decoder`
 
 A plugin that fails to import is reported by name, distribution and error, and never stops the
 others. Entry points are read from the dist-info/egg-info folders on sys.path as importlib.metadata

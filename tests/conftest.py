@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from completer import checkpoint
-from completer.model import CharModel, ModelConfig
-from completer.vocab import Vocab
+from completer.model import checkpoint
+from completer.model.network import CharModel, ModelConfig
+from completer.model.vocab import Vocab
 
 PYTHON_CHARS = [chr(c) for c in range(32, 127)] + ["\n", "\t"]
 

@@ -4,7 +4,7 @@ import pytest
 
 from completer.engine.adaptation import Adapter
 from completer.errors import CompleterError
-from completer.model import CharModel, ModelConfig
+from completer.model.network import CharModel, ModelConfig
 
 
 def tiny(seed=0):

@@ -6,8 +6,8 @@ import sys
 import numpy as np
 import pytest
 
-from completer import bench_train
-from completer.model import CharModel, ModelConfig
+from completer.evaluation import throughput
+from completer.model.network import CharModel, ModelConfig
 
 
 @pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
@@ -68,7 +68,7 @@ def test_bench_latency_replays_files_through_the_engine_and_the_server(tiny_chec
 
 
 def test_phases_cover_the_step():
-    ph = bench_train.phases("gru-8x1", steps=2, warmup=0)
+    ph = throughput.phases("gru-8x1", steps=2, warmup=0)
     assert {"cell_forward", "cell_backward", "softmax_xent", "head_and_input", "optimizer",
             "recurrent_products", "weight_grad_product"} <= set(ph)
     assert ph["total"] > 0

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from completer import blas
-from completer.server.bench import busy
+from completer.system import blas
+from completer.evaluation.serving import busy
 
 
 def test_decide_has_hysteresis():
@@ -40,7 +40,7 @@ def test_numpys_openblas_setter_is_found():
 
 PROBE = """
 import time
-from completer import blas
+from completer.system import blas
 g = blas.adapt_threads()
 if g is None:
     print("none")

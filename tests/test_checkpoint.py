@@ -1,12 +1,12 @@
-"""completer.checkpoint refuses malformed files with one CheckpointError, never another exception."""
+"""completer.model.checkpoint refuses malformed files with one CheckpointError, never another exception."""
 import json
 import struct
 import subprocess
 
 import pytest
 
-from completer import checkpoint
-from completer.checkpoint import CheckpointError
+from completer.model import checkpoint
+from completer.model.checkpoint import CheckpointError
 
 CONFIG = {"cell": "lstm", "vocab_size": 3, "embed": 2, "hidden": 2, "layers": 1, "dropout": 0.0}
 

@@ -14,10 +14,10 @@ import pytest
 
 from test_server_raw import INIT, msg, parse_frames, serve
 
-from completer import checkpoint
+from completer.model import checkpoint
 from completer.cells.lstm import LSTM
-from completer.checkpoint import CheckpointError
-from completer.model import CharModel, ModelConfig, weight_count
+from completer.model.checkpoint import CheckpointError
+from completer.model.network import CharModel, ModelConfig, weight_count
 from completer.registry import registry
 
 VOCAB = ["a", "b"]                     # + the unknown symbol: V = 3
@@ -92,7 +92,7 @@ def test_deeply_nested_header_is_one_line(tmp_path):
 def test_a_lying_config_allocates_nothing(tmp_path):
     """hidden 5000 in a 60 kB file: the LSTM's recurrent matrix alone would be 400 MB."""
     path = write(tmp_path / "liar.safetensors", config=dict(CONFIG, hidden=5000), pad=60_000)
-    code = ("import resource, sys\nfrom completer import checkpoint\n"
+    code = ("import resource, sys\nfrom completer.model import checkpoint\n"
             "try:\n    checkpoint.load(sys.argv[1])\nexcept checkpoint.CheckpointError as e:\n    print(e)\n"
             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)")
     r = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120)

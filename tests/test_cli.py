@@ -8,7 +8,7 @@ import pytest
 
 from completer import __version__, cli
 from completer.errors import CompleterError
-from completer.model import CharModel, ModelConfig
+from completer.model.network import CharModel, ModelConfig
 
 PARSER = cli.build_parser()
 SUBPARSERS = PARSER._subparsers._group_actions[0].choices

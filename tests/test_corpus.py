@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from completer.errors import CompleterError
-from completer.model import CharModel, ModelConfig
+from completer.model.network import CharModel, ModelConfig
 from completer_trainers import corpus, optim
 from completer_trainers.batching import Streams
 from completer_trainers.validation import evaluate_bpc

@@ -3,7 +3,7 @@ plugin decoder registered for real through the registry."""
 import numpy as np
 import pytest
 
-from completer.decoders import Beam, Decoder, Greedy, Temperature, TopK, TopP
+from completer.engine.decoders import Beam, Decoder, Greedy, Temperature, TopK, TopP
 from completer.engine import Engine, Request
 from completer.registry import registry
 
@@ -115,7 +115,7 @@ def test_a_broken_plugin_decoder_is_reported_by_name_not_a_traceback(tiny_checkp
     try:
         with pytest.raises(CompleterError, match="decoder 'raises' failed: ZeroDivisionError"):
             engine.complete_text("x = ", Request(decoder="raises"))
-        with pytest.raises(CompleterError, match="'not-a-decoder' is not a completer.decoders.Decoder"):
+        with pytest.raises(CompleterError, match="'not-a-decoder' is not a completer.engine.decoders.Decoder"):
             engine.complete_text("x = ", Request(decoder="not-a-decoder"))
         assert engine.complete_text("x = ", Request(decoder="greedy", mode="free", max_chars=3))
     finally:

@@ -5,7 +5,7 @@ import threading
 import numpy as np
 import pytest
 
-from completer import checkpoint
+from completer.model import checkpoint
 from completer.engine.adaptation import WINDOW
 from completer.engine import Engine, Request
 from completer.errors import CompleterError

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from completer.engine import Engine, Request
-from completer.model import CharModel, ModelConfig
-from completer.vocab import Vocab
+from completer.model.network import CharModel, ModelConfig
+from completer.model.vocab import Vocab
 
 NAMES = ["alpha", "beta", "gamma", "delta"]
 PATTERN = "".join(f"def {n}(x):\n    return g(x, [1, 2])\n\n" for n in NAMES)

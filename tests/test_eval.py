@@ -6,11 +6,13 @@ import json
 import numpy as np
 import pytest
 
-from completer import checkpoint, cli, evaluate
+from completer import cli
+from completer.evaluation import evaluate
+from completer.model import checkpoint
 from completer.engine.adaptation import Adapter
-from completer.evaluate import Doc
-from completer.model import CharModel, ModelConfig
-from completer.vocab import Vocab
+from completer.evaluation.evaluate import Doc
+from completer.model.network import CharModel, ModelConfig
+from completer.model.vocab import Vocab
 
 CODE = ("import os\n\n\ndef f(x):\n    return x + 1\n\n\nclass A:\n    def g(self, y):\n"
         "        if y:\n            return f(y)   \n        return None\n")

@@ -8,9 +8,9 @@ import numpy as np
 
 from test_corpus import make_repo
 
-from completer import evaluate
+from completer.evaluation import evaluate
 from completer.discovery import discover
-from completer.evaluate import Doc
+from completer.evaluation.evaluate import Doc
 
 
 def test_eval_of_a_folder_skips_what_train_skips_with_the_same_counts(completer_exe, tiny_checkpoint, tmp_path):

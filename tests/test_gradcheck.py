@@ -7,7 +7,7 @@ truncated BPTT), every parameter and the incoming state checked element by eleme
 import numpy as np
 import pytest
 
-from completer.model import CharModel, ModelConfig
+from completer.model.network import CharModel, ModelConfig
 from completer.registry import registry
 
 CELLS = registry.names("cell")

@@ -29,7 +29,7 @@ pytestmark = pytest.mark.slow
 # Printed by the installed interpreter: where the shipped model resolves, the engine's own view of
 # it, and that environment's site-packages.
 WHERE = ("import json, sysconfig, completer\n"
-         "from completer import checkpoint\n"
+         "from completer.model import checkpoint\n"
          "from completer.engine import Engine\n"
          "print(json.dumps({'resolved': str(checkpoint.resolve(None)), 'package': completer.__file__,\n"
          "                  'engine': Engine.from_checkpoint(None).describe()['path'],\n"

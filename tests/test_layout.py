@@ -89,8 +89,8 @@ for name in {SERVING!r}:
     if name in commands:
         with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):
             cli.main([name, "--help"])
-for mod in ("completer.engine", "completer.decoders", "completer.repl", "completer.server",
-            "completer.frontends", "completer.checkpoint", "completer.model", "completer.vocab"):
+for mod in ("completer.engine", "completer.engine.decoders", "completer.repl", "completer.server",
+            "completer.frontends", "completer.model.checkpoint", "completer.model.network", "completer.model.vocab"):
     if importlib.util.find_spec(mod):
         importlib.import_module(mod)
 print(json.dumps(sorted(m for m in sys.modules if m.startswith("completer"))))
@@ -98,7 +98,7 @@ print(json.dumps(sorted(m for m in sys.modules if m.startswith("completer"))))
     done = isolated(code, tmp_path)
     assert done.returncode == 0, done.stderr
     loaded = json.loads(done.stdout)
-    assert {"completer.cli", "completer.model", "completer.commands.plugins"} <= set(loaded)
+    assert {"completer.cli", "completer.model.network", "completer.commands.plugins"} <= set(loaded)
     assert not [m for m in loaded if m.startswith("completer_trainers")], loaded
 
 
@@ -110,5 +110,5 @@ def test_serving_commands_never_import_trainers(command, tiny_checkpoint, tmp_pa
                     tmp_path, stdin=stdin, flags=("-X", "importtime"))
     assert done.returncode == 0, done.stderr[-2000:]
     imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
-    assert "completer.model" in imported  # it did load a model
+    assert "completer.model.network" in imported  # it did load a model
     assert not [m for m in imported if m.startswith("completer_trainers")]

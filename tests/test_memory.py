@@ -9,7 +9,7 @@ from completer.memory import Memory
 from completer.memory.project import Project
 from completer.memory.store import INPUTS, SETS, load_weights, save_weights
 from completer.errors import CompleterError
-from completer.vocab import Vocab
+from completer.model.vocab import Vocab
 
 NAME = "frobnicate_widget_total"
 DEFINES = f"def {NAME}(items):\n    return sum(item.price for item in items)\n\n\nprint({NAME}([]))\n"

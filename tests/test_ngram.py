@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from completer.errors import CompleterError
-from completer.ngram import NGram
+from completer.evaluation.ngram import NGram
 
 
 def test_unigram_by_hand():

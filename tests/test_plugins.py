@@ -20,7 +20,7 @@ from completer.cells.base import Cell
 from completer.cells.lstm import LSTM
 from completer.cells.rnn import RNN
 from completer.errors import CompleterError
-from completer.model import CharModel, ModelConfig
+from completer.model.network import CharModel, ModelConfig
 from completer.registry import Registry, registry
 
 REPO = Path(__file__).resolve().parents[1]
@@ -218,7 +218,7 @@ def test_installed_plugin_passes_the_gradient_check(plugin_venv):
 
 
 def test_mgu_is_smaller_than_gru(plugin_venv):
-    code = ("from completer.model import CharModel, ModelConfig\n"
+    code = ("from completer.model.network import CharModel, ModelConfig\n"
             "print(*(CharModel(ModelConfig(cell=c, vocab_size=50, embed=8, hidden=32)).n_params()"
             " for c in ('mgu', 'gru')))")
     done = run([str(plugin_venv), "-c", code], env=clean_env())
@@ -238,7 +238,7 @@ def test_train_with_plugin_cell(plugin_venv, tmp_path):
                 "--cell", "mgu", "--hidden", "8", "--embed", "8", "--batch", "4", "--seq", "16",
                 "--steps", "3"], env=clean_env())
     assert done.returncode == 0, done.stderr
-    code = ("import sys; from completer import checkpoint\n"
+    code = ("import sys; from completer.model import checkpoint\n"
             "model, vocab, meta = checkpoint.load(sys.argv[1])\n"
             "print(model.config.cell, type(model.cells[0]).__module__)")
     done = run([str(plugin_venv), "-c", code, str(run_dir)], env=clean_env())

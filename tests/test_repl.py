@@ -19,15 +19,15 @@ from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import ColorDepth, DummyOutput
 from prompt_toolkit.output.vt100 import Vt100_Output
 
-from completer import checkpoint
+from completer.model import checkpoint
 from completer.engine import Engine
 from completer.errors import CompleterError
-from completer.model import CharModel, ModelConfig
+from completer.model.network import CharModel, ModelConfig
 from completer.repl import app, commands
 from completer.repl.editing import next_indent, should_submit
 from completer.repl.keys import next_word
 from completer.repl.session import URI, Session, Settings
-from completer.vocab import Vocab
+from completer.model.vocab import Vocab
 from conftest import PYTHON_CHARS
 
 # character -> [(next character, score)]; anything else is followed by a newline (score 8)

@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from completer import checkpoint
+from completer.model import checkpoint
 from test_repl import make_bigram_checkpoint
 
 pytestmark = [pytest.mark.slow,

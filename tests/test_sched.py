@@ -8,8 +8,8 @@ import threading
 
 import pytest
 
-from completer import sched
-from completer.server.bench import PipeClient
+from completer.system import sched
+from completer.evaluation.serving import PipeClient
 
 GETATTR = {"x86_64": 315, "aarch64": 275}   # sched_getattr
 

@@ -1,5 +1,5 @@
 """The keystroke-latency bench runs over real pipes and reports sane percentiles."""
-from completer.server.bench import PipeClient, document, measure
+from completer.evaluation.serving import PipeClient, document, measure
 
 
 def test_measure_reports_latency_percentiles(tiny_checkpoint):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from completer import checkpoint
+from completer.model import checkpoint
 from completer.cli import main
 from completer.registry import registry
 from completer_trainers import plot as plot_mod

@@ -11,7 +11,8 @@ import time
 import numpy as np
 import pytest
 
-from completer import checkpoint, discovery
+from completer import discovery
+from completer.model import checkpoint
 from completer.cli import main
 from completer_trainers.loop import Run
 from test_corpus import make_repo

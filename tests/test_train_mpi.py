@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from completer import checkpoint
+from completer.model import checkpoint
 from test_corpus import make_repo
 
 BIN = Path(sys.executable).parent

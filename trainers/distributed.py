@@ -42,8 +42,8 @@ from pathlib import Path
 import numpy as np
 
 from completer.errors import CompleterError
-from completer.model import CharModel, ModelConfig
-from completer.vocab import Vocab
+from completer.model.network import CharModel, ModelConfig
+from completer.model.vocab import Vocab
 from completer_trainers import optim
 from completer_trainers.batching import Streams
 from completer_trainers.loop import STATE_KEY, Run
@@ -408,11 +408,11 @@ def run_rank(world: World, body) -> int:
 
 def bench(world: World, configs, steps: int = 20, warmup: int = 3) -> dict | None:
     """`completer bench --mpi N` on each rank: chars/s of the data-parallel step (this rank's shard
-    of completer.bench_train's batch: forward, backward, the fixed-order sum, clipping, Adam), the
+    of completer.evaluation.throughput's batch: forward, backward, the fixed-order sum, clipping, Adam), the
     median step over `steps` after `warmup`; rank 0 returns {name: chars/s}, the others None."""
     import statistics
 
-    from completer import bench_train as bt
+    from completer.evaluation import throughput as bt
 
     rates = {}
     lo, hi = shard(bt.BATCH, world.size, world.rank)

@@ -27,10 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
-from completer import checkpoint
+from completer.model import checkpoint
 from completer.errors import CompleterError, SignalExit
-from completer.model import CharModel, ModelConfig
-from completer.vocab import Vocab
+from completer.model.network import CharModel, ModelConfig
+from completer.model.vocab import Vocab
 from completer_trainers import corpus as corpus_mod
 from completer_trainers import optim
 from completer_trainers.batching import Streams

@@ -3,9 +3,9 @@
 Training throughput is characters/second of forward + backward + clipping + Adam in float32 at
 batch 32, window 128, embedding 64, the setup of shared/bench/torch_reference.py, so the two
 compare directly when run alternately on the same machine. Latency replays Python files keystroke
-by keystroke through the engine (completer.bench_latency; by default two of completer's own
+by keystroke through the engine (completer.evaluation.latency; by default two of completer's own
 modules: real code the shipped model never trained on) and through `completer serve` over pipes
-(completer.server.bench: didChange of one character -> inlineCompletion, 2,000-line document).
+(completer.evaluation.serving: didChange of one character -> inlineCompletion, 2,000-line document).
 """
 from __future__ import annotations
 
@@ -50,28 +50,29 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    from completer import bench_train
+    from completer.evaluation import throughput
 
-    configs = args.configs or bench_train.DEFAULT_CONFIGS
+    configs = args.configs or throughput.DEFAULT_CONFIGS
     for name in configs:  # validate everything before spending minutes measuring
-        bench_train.validate_config(name)
+        throughput.validate_config(name)
     result = {}
     if not args.no_train and args.mpi:
         result.update(_with_mpi(args, configs))
     elif not args.no_train:
-        result.update(bench_train.measure(configs, steps=args.steps, warmup=args.warmup))
+        result.update(throughput.measure(configs, steps=args.steps, warmup=args.warmup))
         if args.phases:
-            result["phases_ms"] = {name: bench_train.phases(name, steps=args.steps) for name in configs}
+            result["phases_ms"] = {name: throughput.phases(name, steps=args.steps) for name in configs}
     if not args.no_latency:
-        from completer import blas, sched, bench_latency
-        from completer.server import bench as serve_bench
+        from completer.evaluation import latency
+        from completer.system import blas, sched
+        from completer.evaluation import serving as serve_bench
 
         blas.adapt_threads()  # the engine figures under the REPL's thread policy (serve starts its own)
         sched.short_slice()  # picked sooner when other processes are busy (completer/sched.py)
 
         package = Path(__file__).resolve().parents[1]
         files = args.latency_files or [package / "engine" / "service.py", package / "server" / "jsonrpc.py"]
-        result.update(bench_latency.measure(model_path=args.model, files=files))
+        result.update(latency.measure(model_path=args.model, files=files))
         serve = serve_bench.measure(args.model)
         result.update(serve_ms_p50=serve["p50_ms"], serve_ms_p99=serve["p99_ms"], serve_cut=serve["cut"],
                       serve_loadavg=serve["loadavg"])
@@ -102,7 +103,7 @@ def _with_mpi(args, configs) -> dict:
     import subprocess
     import sys
 
-    from completer import bench_train
+    from completer.evaluation import throughput
 
     launcher = args.mpirun or str(Path(sys.executable).with_name("mpirun"))
     if not Path(launcher).is_file() and not shutil.which(launcher):
@@ -111,7 +112,7 @@ def _with_mpi(args, configs) -> dict:
             raise CompleterError("--mpi: no mpirun found; pip install 'completer[mpi]' or give --mpirun")
     result, mpi = None, {}
     for name in configs:
-        single = bench_train.measure([name], steps=args.steps, warmup=args.warmup)
+        single = throughput.measure([name], steps=args.steps, warmup=args.warmup)
         result = single if result is None else {**result, "train_chars_per_s": {
             **result["train_chars_per_s"], **single["train_chars_per_s"]}}
         p = subprocess.run([launcher, "-n", str(args.mpi), sys.executable, "-m", "completer_trainers.launcher",

@@ -50,7 +50,8 @@ def _log(msg: str) -> None:
 
 
 def run(args) -> int:
-    from completer import checkpoint, evaluate
+    from completer.evaluation import evaluate
+    from completer.model import checkpoint
     from completer.engine.adaptation import Adapter
     from completer.errors import CompleterError
 

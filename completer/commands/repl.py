@@ -49,7 +49,7 @@ def run(args) -> int:
         completions = engine.complete_text(text, session.request())
         sys.stdout.write((completions[0].text if completions else "") + "\n")
         return 0
-    from completer import blas, sched
+    from completer.system import blas, sched
     from completer.repl import app
 
     blas.adapt_threads()  # one BLAS thread while other processes keep the cores busy (completer/blas.py)

@@ -44,7 +44,8 @@ def run(args) -> int:
     import os
     import sys
 
-    from completer import blas, sched, checkpoint
+    from completer.model import checkpoint
+    from completer.system import blas, sched
     from completer.engine import CancelToken
     from completer.errors import CompleterError
     from completer.server.handlers import Session

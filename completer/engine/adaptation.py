@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from completer.errors import CompleterError
-from completer.model import CharModel
+from completer.model.network import CharModel
 
 LR = 0.3        # default step size (measured with `completer eval --adapt`)
 WINDOW = 128    # characters per step: for `completer eval --adapt` and the engine alike

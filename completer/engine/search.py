@@ -2,7 +2,7 @@
 
 `Search.logprobs` is the one place a decoder gets probabilities from: the network's, mixed with
 the project memory's when the engine has one (completer.memory), so every decoder (greedy, beam,
-the samplers, plugins) predicts through the same mixture. See completer.decoders for the contract.
+the samplers, plugins) predicts through the same mixture. See completer.engine.decoders for the contract.
 """
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ class Hyp:
 
 
 class Search:
-    """The model seen by a decoder for one request (see completer.decoders for the contract)."""
+    """The model seen by a decoder for one request (see completer.engine.decoders for the contract)."""
 
     def __init__(self, net, vocab, state, stopper, cancel, memory=None, context=None, deadline=None):
         """memory: a completer.memory.Memory to mix with the network (None: the network alone);

@@ -56,7 +56,7 @@ class Cache:
         Each table's copy is dropped once its sparse form is made, and the file is written
         tensor by tensor (`_safetensors`), never as one bytes object: with a 10 MB project read,
         the save had peaked at 600 MB of RSS (the copy, the sparse tensors and safetensors' blob)."""
-        from completer.checkpoint import atomic_write
+        from completer.model.checkpoint import atomic_write
 
         state = memory.kernel.state()
         counters = state.pop("counters")

@@ -107,7 +107,7 @@ class Project:
         except OSError as exc:
             self.log.warning("project memory: cache not written: %s", exc)
         finally:
-            from completer import heap
+            from completer.system import heap
 
             heap.trim()  # the save's copies (~100 MB for a large project) go back to the OS
 

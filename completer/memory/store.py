@@ -62,7 +62,7 @@ def load_weights(path) -> np.ndarray | None:
 
 
 def save_weights(path, weights: np.ndarray, meta: dict) -> None:
-    from completer.checkpoint import atomic_write
+    from completer.model.checkpoint import atomic_write
 
     rows = ",\n  ".join(json.dumps(r) for r in np.asarray(weights, np.float64).round(5).tolist())
     rest = "".join(f",\n {json.dumps(k)}: {json.dumps(v)}" for k, v in meta.items())

@@ -23,7 +23,8 @@ import re
 import time
 from urllib.parse import unquote, urlparse
 
-from completer import __version__, heap
+from completer import __version__
+from completer.system import heap
 from completer.engine.requests import TYPING_BUDGET_MS
 from completer.registry import registry
 from completer.server.jsonrpc import INVALID_PARAMS, RpcError

@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 from completer.errors import CompleterError
-from completer.model import CharModel, ModelConfig
+from completer.model.network import CharModel, ModelConfig
 
 DEFAULT_CONFIGS = ["lstm-512x1", "lstm-256x1", "gru-256x1", "rnn-256x1"]
 BATCH, WINDOW, EMBED, VOCAB = 32, 128, 64, 100

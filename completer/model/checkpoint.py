@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from completer.errors import CompleterError
-from completer.model import CharModel, ModelConfig, weight_count
-from completer.vocab import UNK, Vocab
+from completer.model.network import CharModel, ModelConfig, weight_count
+from completer.model.vocab import UNK, Vocab
 
 FORMAT = 1
 KEY = "completer"

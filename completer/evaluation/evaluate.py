@@ -22,7 +22,7 @@ Measures (the protocol of shared/bench/ANCHORS.md, so the figures compare):
   of the pass above instead of decoding. Suggestions, like the engine's, never contain UNK.
 - references: lzma (xz -9e) and bz2 (-9) bits per character given the training corpus as
   context, 8 x (len(compress(train + files)) - len(compress(train))) / characters, and a
-  Kneser-Ney character n-gram (completer.ngram, order NGRAM_ORDER unless asked) trained on the
+  Kneser-Ney character n-gram (completer.evaluation.ngram, order NGRAM_ORDER unless asked) trained on the
   same corpus: its bits per character, and its greedy line completion at the same cut points
   (context = the file before the cut), scored as the model's.
 - with adaptation (completer.engine.adaptation): files are read one after another by one stream; each window
@@ -545,7 +545,7 @@ def evaluate(model, vocab, docs, train=None, adapt=None, ngram_order=NGRAM_ORDER
     report.update(lzma_bpc=None, bz2_bpc=None, zpaq_bpc=None, ngram_bpc=None, ngram_line_em=None, ngram_line_es=None,
                   ngram_line_em_ci95=None, ngram_order=ngram_order)
     if train:
-        from completer.ngram import NGram
+        from completer.evaluation.ngram import NGram
 
         t = time.perf_counter()
         train_text, test_text = "".join(train), "".join(d.text for d in docs)

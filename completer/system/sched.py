@@ -20,7 +20,7 @@ import struct
 
 SLICE_US = 300          # the slice asked for (the kernel's minimum is 100 us)
 SYSCALL = {"x86_64": 314, "aarch64": 274}   # sched_setattr
-log = logging.getLogger("completer.sched")
+log = logging.getLogger("completer.system.sched")
 
 
 def short_slice(us: float = SLICE_US) -> bool:

@@ -23,7 +23,7 @@ def configure(repl, model=None, mode: str = "line", decoder: str = "greedy", pro
 
     from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
 
-    from completer import blas, sched
+    from completer.system import blas, sched
     from completer.engine import Engine
     from completer.errors import CompleterError
     from completer.repl.session import Session, Settings, check_settings

@@ -28,7 +28,7 @@ INTERVAL = 0.5   # seconds between load samples
 BUSY = 0.5       # other processes' CPU use (in cores) above which OpenBLAS gets one thread
 SETTERS = ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads_64_",
            "openblas_set_num_threads64_", "openblas_set_num_threads")
-log = logging.getLogger("completer.blas")
+log = logging.getLogger("completer.system.blas")
 _governor = None
 _start_lock = threading.Lock()
 

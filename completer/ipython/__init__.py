@@ -100,7 +100,7 @@ def load_ipython_extension(shell) -> None:
     if getattr(shell, "pt_app", None) is None:
         print("completer.ipython: ghost text needs IPython's terminal (not a kernel or a notebook)")
         return
-    from completer import blas, sched
+    from completer.system import blas, sched
     from completer.engine import Engine
 
     try:

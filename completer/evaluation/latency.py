@@ -108,7 +108,7 @@ def context_bpc(model_path=None, files=(), widths=(64, 128, 256, 512, 1024, 2048
     (k - 1) * S, so each block is one stream of 2S steps, all streams batched."""
     import numpy as np
 
-    from completer import checkpoint
+    from completer.model import checkpoint
 
     model, vocab, _ = checkpoint.load(model_path)
     texts = [Path(f).read_text(encoding="utf-8", errors="replace")[:chars_per_file] for f in files]
@@ -153,7 +153,7 @@ def context_bpc(model_path=None, files=(), widths=(64, 128, 256, 512, 1024, 2048
     return out
 
 
-if __name__ == "__main__":  # python -m completer.bench_latency FILE... (the lead wires `completer bench`)
+if __name__ == "__main__":  # python -m completer.evaluation.latency FILE... (the lead wires `completer bench`)
     import json
 
     print(json.dumps(measure(files=sys.argv[1:])))
