@@ -75,6 +75,8 @@ def run(args) -> int:
     from completer.system import blas
 
     blas.adapt_threads()  # the engine's batch-1 steps: one BLAS thread while other processes are busy
+    if args.cold is not None and args.project:
+        raise CompleterError("--cold measures a new project: drop --project")
     docs = evaluate.read_files(args.paths, log=_log)
     project = evaluate.train_texts(args.project, docs) if args.project else None
     corpus = args.train_corpus or args.project
@@ -96,8 +98,6 @@ def run(args) -> int:
         raise CompleterError("--save-mixer needs the memory (drop --no-memory)")
     from completer.engine.gate import Gate, gate_path
 
-    if args.cold is not None and args.project:
-        raise CompleterError("--cold measures a new project: drop --project")
     gate = Gate.load(args.gate or gate_path(meta["path"]))
     if args.gate and gate is None:
         raise CompleterError(f"{args.gate}: no such gate file")
