@@ -10,7 +10,7 @@ Settings come from `initializationOptions` and `workspace/didChangeConfiguration
 (`settings.completer` or `settings` itself): model, mode, decoder, temperature, threshold,
 maxChars, n, adapt, adaptLr, memory, budgetMs, gate (inline completions only: shown when the
 confidence gate gives them at least this probability of being accepted; null: the gate file's
-threshold; 0: every one). See the README's "Editor protocol" section.
+threshold; 0: every one). See docs/protocol.md.
 
 Project memory (setting `memory`, on unless `serve --no-memory`): the workspace named by
 `initialize` (`workspaceFolders`, else `rootUri`, else `rootPath`) is read into the engine's
