@@ -328,3 +328,29 @@ def test_eval_project_memory_runs_and_zpaq_reference(tmp_path, tiny_checkpoint, 
     assert cli.main(["eval", *target, "--model", str(tiny_checkpoint), "--project", str(repo), "--cuts", "200"]) == 0
     captured = capsys.readouterr()
     assert "zpaq -method 5 reference skipped" in captured.err and "- (no zpaq)" in captured.out
+
+
+def test_the_reading_holds_a_bounded_batch_whatever_the_number_of_files(tiny):
+    """Memory of the scoring pass with the memory: one batch of segments at a time, plus a few
+    bytes per character of figures, never the (characters, V) log-probabilities of every file
+    (524 bytes a character at V = 131; the old pass held them all: 1.5 GB for a 76-file package)."""
+    import tracemalloc
+
+    from completer.memory import Memory
+
+    model, vocab = tiny
+    text = CODE * 12                                                 # ~1,900 characters a file
+
+    def peak(n, batch=4):
+        docs = [Doc(f"{i}.py", text) for i in range(n)]
+        mem = Memory(vocab)
+        tracemalloc.start()
+        evaluate.read_static(model, vocab, docs, segment=500, warmup=100, memory=lambda d: mem, batch=batch)
+        top = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        return top
+
+    few, many = peak(2), peak(12)
+    per_char = (many - few) / (10 * len(text))
+    assert per_char < 16, f"{per_char:.0f} bytes per extra character"
+    assert (peak(12, batch=1000) - few) / (10 * len(text)) > 100    # all at once: what it would cost

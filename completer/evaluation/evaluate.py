@@ -149,10 +149,12 @@ def evaluate(model, vocab, docs, train=None, adapt=None, ngram_order=NGRAM_ORDER
             return current[d]
         return per_file
 
-    def engine_lines(mem_for):
+    def engine_lines(with_memory: bool):
+        """The engine's suggestions; its memory (another one, as fresh as the scoring pass's) is
+        made once that pass has let its own go, so one memory's tables are held at a time."""
         def complete():
             engine.memory = None
-            out = typing.typed(docs, cuts, mem_for, log=log)
+            out = typing.typed(docs, cuts, memory_for() if with_memory else None, log=log)
             engine.memory = None
             return out
         return complete
@@ -160,12 +162,12 @@ def evaluate(model, vocab, docs, train=None, adapt=None, ngram_order=NGRAM_ORDER
     def sequential(net, state, d, p, mem):   # read_sequential's completions: the engine's decoding
         return typing.at(net, state, docs[d].text, p, mem)
 
-    run("network", lambda: read_static(model, vocab, docs), engine_lines(None))
+    run("network", lambda: read_static(model, vocab, docs), engine_lines(False))
     if adapt is not None:
         run("adapted", lambda: read_sequential(model, vocab, docs, cuts, sequential, adapter=adapt), None)
         adapt.reset()
     if memory is not None:
-        run("memory", lambda: read_static(model, vocab, docs, memory=memory_for()), engine_lines(memory_for()))
+        run("memory", lambda: read_static(model, vocab, docs, memory=memory_for()), engine_lines(True))
         if adapt is not None:
             run("memory+adapted", lambda: read_sequential(model, vocab, docs, cuts, sequential,
                                                           adapter=adapt, memory=fresh_memory()), None)
