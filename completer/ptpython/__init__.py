@@ -3,7 +3,7 @@
     # ~/.config/ptpython/config.py
     def configure(repl):
         from completer.ptpython import configure as completer
-        completer(repl)                  # options: model=PATH, mode="line", decoder="greedy"
+        completer(repl)                  # options: model=PATH, mode="line", decoder="greedy", gate=None
 
 It replaces the auto-suggestion of ptpython's input buffer by a `completer.repl.suggest.EngineSuggest`
 (the REPL's: the model runs in a worker thread and each keystroke cancels the request in flight),
