@@ -41,6 +41,7 @@ import numpy as np
 
 from completer.engine.documents import DocCache, common_prefix
 from completer.engine.gate import features as gate_features
+from completer.engine.guard import cut_loop
 from completer.engine.learning import Learning
 from completer.engine.net import Net
 from completer.engine.requests import CancelToken, Cancelled, Completion, OutOfTime, Request
@@ -332,7 +333,7 @@ class Engine(Learning):
         state, context, suffix, ids = start
         deadline = received + req.budget_ms / 1000 if req.budget_ms else None
         search = Search(net, self.vocab, state, Stopper(req.mode, context, req.max_chars), cancel,
-                        memory=memory, context=ids, deadline=deadline)
+                        memory=memory, context=ids, deadline=deadline, text=context)
         cut = False
         try:
             rng = None if decoder.deterministic else np.random.default_rng(req.seed)
@@ -348,7 +349,12 @@ class Engine(Learning):
         out, seen = [], set()
         for h in hyps:
             keep = h.keep if h.keep is not None else len(h.ids)
-            done = finish(self.vocab.decode(h.ids[:keep]), req.mode, suffix)
+            text = self.vocab.decode(h.ids[:keep])
+            if h.guard is None or h.guard.n != len(h.ids):
+                # not extended through Search.extend (a plugin's own hypotheses): the guard's
+                # rule once, on the finished text, so that no loop reaches a client either way
+                text = cut_loop(context, text)
+            done = finish(text, req.mode, suffix)
             if not done or done in seen:
                 continue
             seen.add(done)
