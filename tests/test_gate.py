@@ -35,7 +35,7 @@ def test_features_by_hand():
     f = dict(zip(FEATURES, x))
     assert f["mean_lp"] == pytest.approx(-4.5 / 7) and f["min_lp"] == -2.0 and f["first_lp"] == -0.5
     assert f["log_len"] == pytest.approx(np.log(8)) and f["ends_closed"] == 1 and f["ends_open"] == 0
-    assert f["memory"] == 0 and f["votes"] == 0 and f["repeats"] == 0 and f["mode_block"] == 0
+    assert f["memory"] == 0 and f["votes"] == 0 and f["looped"] == 0 and f["mode_block"] == 0
     # the memory's first prediction: weight set s0 = (match length class 3 * 4 + order class 2) * 2 + agree
     V = 5
     inputs = np.full((8, V), -3.0, np.float32)
@@ -43,7 +43,7 @@ def test_features_by_hand():
     s = ((3 * 4 + 2) * 2 + 1) | (40 << 8)
     y = dict(zip(FEATURES, features(completion("ab, ab, ab, ", [-1.0] * 12), (s, inputs, None), "block", 2)))
     assert y["memory"] == 1 and y["match_len"] == 0.75 and y["order_seen"] == pytest.approx(2 / 3)
-    assert y["agree"] == 1 and y["votes"] == 0.5 and y["repeats"] == 1 and y["mode_block"] == 1
+    assert y["agree"] == 1 and y["votes"] == 0.5 and y["looped"] == 1 and y["mode_block"] == 1
     assert y["ends_closed"] == 0 and y["ends_open"] == 1         # ends with "," (trailing space dropped)
     assert dict(zip(FEATURES, features(completion("ab, ab, ab, ", [-1.0] * 12), (s, inputs, None), "block", 0)))["votes"] == 0
 
@@ -119,9 +119,8 @@ def test_serve_gates_inline_completions_only(tiny_checkpoint, tmp_path):
 
     session = Session(model=str(ship_gate(tiny_checkpoint, tmp_path, bias=0.0, threshold=0.6)))  # P = 0.5
     session.initialize({"capabilities": {}, "initializationOptions": {"budgetMs": 0}}, None)
-    text = "import os\n\ndef main(argv):\n    return "
-    session.did_open({"textDocument": {"uri": "file:///b.py", "text": text}})
-    at = {"textDocument": {"uri": "file:///b.py"}, "position": {"line": 3, "character": 11},
+    session.did_open({"textDocument": {"uri": "file:///b.py", "text": "import os\nx = "}})
+    at = {"textDocument": {"uri": "file:///b.py"}, "position": {"line": 1, "character": 4},
           "context": {"triggerKind": 2}}
     assert session.inline_completion(at, None)["items"] == []           # 0.5 < the file's 0.6
     session.did_change_configuration({"settings": {"gate": 0.4}})

@@ -10,7 +10,8 @@ The model is a logistic regression over what the engine already has when a sugge
 length, and, with the project memory, what its first prediction saw (the weight set the kernel
 chose packs the longest match's length class, the n-gram's highest order seen and whether the
 match agrees with the network; the mixer's inputs say which match models predict the
-suggestion's first character), the mode, and whether the suggestion ends at a natural boundary.
+suggestion's first character), the mode, whether the suggestion ends at a natural boundary, and
+whether the repetition guard cut it before a loop (or it still repeats a unit three times).
 It is fitted offline (`completer eval ... --save-gate FILE`, see docs/gate.md) on public text the
 network never trained on, with Exact Match as the label, and ships as a small JSON file beside
 the checkpoint (NAME.gate.json: weights, the features' standardisation, the default threshold).
@@ -31,7 +32,7 @@ import numpy as np
 from completer.errors import CompleterError
 
 FEATURES = ("mean_lp", "min_lp", "first_lp", "log_len", "memory", "match_len", "order_seen",
-            "agree", "votes", "ends_closed", "ends_open", "repeats", "mode_token", "mode_block", "cut")
+            "agree", "votes", "ends_closed", "ends_open", "looped", "mode_token", "mode_block", "cut")
 NMATCH = 6          # the kernel's match models: rows 2..7 of the mixer's inputs
 NORD = 4            # the kernel's highest-order classes (s0 = (match length * NORD + order) * 2 + agree)
 CLOSED = set(")]}:'\"")
@@ -49,10 +50,11 @@ def gate_path(checkpoint) -> Path:
     return p.with_name(p.name.removesuffix(".safetensors") + ".gate.json")
 
 
-def features(completion, root_mix, mode: str, first_id: int | None) -> np.ndarray:
+def features(completion, root_mix, mode: str, first_id: int | None, looped: bool = False) -> np.ndarray:
     """(F,) float64 features of one finished Completion; root_mix = Search.root_mix (the memory's
     first prediction: (packed weight sets, inputs (INPUTS, V), its lp), or None without memory);
-    first_id the vocabulary id of the completion's first character (None if it is empty)."""
+    first_id the vocabulary id of the completion's first character (None if it is empty); looped:
+    the repetition guard cut the hypothesis before a loop (completer.engine.guard)."""
     lps = completion.char_logprobs
     text = completion.text
     n = len(lps)
@@ -76,7 +78,7 @@ def features(completion, root_mix, mode: str, first_id: int | None) -> np.ndarra
     last = text.rstrip()[-1:]
     x[9] = float(last in CLOSED or (last.isalnum() and not completion.cut))
     x[10] = float(last in OPENED)
-    x[11] = float(repeats(text))
+    x[11] = float(looped or repeats(text))
     x[12] = float(mode == "token")
     x[13] = float(mode == "block")
     x[14] = float(completion.cut)
