@@ -39,13 +39,16 @@ def test_features_by_hand():
     # the memory's first prediction: weight set s0 = (match length class 3 * 4 + order class 2) * 2 + agree
     V = 5
     inputs = np.full((8, V), -3.0, np.float32)
-    inputs[2:5, 2] = -0.1          # three of the six match models predict id 2
+    inputs[2:5, 2] = -0.1          # three of the six match models predict id 2, the others are silent
+    inputs[5:] = 0.0
     s = ((3 * 4 + 2) * 2 + 1) | (40 << 8)
-    y = dict(zip(FEATURES, features(completion("ab, ab, ab, ", [-1.0] * 12), (s, inputs, None), "block", 2)))
+    y = dict(zip(FEATURES, features(completion("ab, ab, ab, ", [-1.0] * 12), (s, inputs, None), "block", 2, True)))
     assert y["memory"] == 1 and y["match_len"] == 0.75 and y["order_seen"] == pytest.approx(2 / 3)
     assert y["agree"] == 1 and y["votes"] == 0.5 and y["looped"] == 1 and y["mode_block"] == 1
     assert y["ends_closed"] == 0 and y["ends_open"] == 1         # ends with "," (trailing space dropped)
     assert dict(zip(FEATURES, features(completion("ab, ab, ab, ", [-1.0] * 12), (s, inputs, None), "block", 0)))["votes"] == 0
+    inputs[6], inputs[6, 0] = -3.0, -0.2     # a fourth model predicts id 0
+    assert dict(zip(FEATURES, features(completion("x", [-1.0]), (s, inputs, None), "line", 0)))["votes"] == pytest.approx(1 / 6)
 
 
 def test_fit_learns_which_suggestions_are_right_and_the_file_round_trips(tmp_path):

@@ -11,7 +11,7 @@ length, and, with the project memory, what its first prediction saw (the weight 
 chose packs the longest match's length class, the n-gram's highest order seen and whether the
 match agrees with the network; the mixer's inputs say which match models predict the
 suggestion's first character), the mode, whether the suggestion ends at a natural boundary, and
-whether the repetition guard cut it before a loop (or it still repeats a unit three times).
+whether the repetition guard cut it before a loop.
 It is fitted offline (`completer eval ... --save-gate FILE`, see docs/gate.md) on public text the
 network never trained on, with Exact Match as the label, and ships as a small JSON file beside
 the checkpoint (NAME.gate.json: weights, the features' standardisation, the default threshold).
@@ -60,7 +60,7 @@ def features(completion, root_mix, mode: str, first_id: int | None, looped: bool
     n = len(lps)
     x = np.zeros(len(FEATURES))
     if n:
-        x[0] = sum(lps) / n
+        x[0] = completion.logprob / n
         x[1] = min(lps)
         x[2] = lps[0]
     x[3] = math.log1p(len(text))
@@ -72,13 +72,14 @@ def features(completion, root_mix, mode: str, first_id: int | None, looped: bool
         x[6] = (s0 >> 1) % NORD / 3.0           # the n-gram's highest order seen, as a class 0..1
         x[7] = float(s0 & 1)                     # that match predicts the network's best character
         if first_id is not None:
-            rows = inputs[2:2 + NMATCH]          # (6, V): a predicting model's row has one high entry
-            col = rows[:, first_id]
-            x[8] = float(np.count_nonzero(col > rows.min(axis=1))) / NMATCH
+            # rows 2..7 (6, V): a predicting match model's row is high at its character and low
+            # elsewhere, a silent one all 0, so it predicts first_id iff that entry beats another's
+            other = 1 if first_id == 0 else 0
+            x[8] = float(np.count_nonzero(inputs[2:2 + NMATCH, first_id] > inputs[2:2 + NMATCH, other])) / NMATCH
     last = text.rstrip()[-1:]
     x[9] = float(last in CLOSED or (last.isalnum() and not completion.cut))
     x[10] = float(last in OPENED)
-    x[11] = float(looped or repeats(text))
+    x[11] = float(looped)
     x[12] = float(mode == "token")
     x[13] = float(mode == "block")
     x[14] = float(completion.cut)
