@@ -43,6 +43,7 @@ import time
 
 import numpy as np
 
+from completer.engine import syntax
 from completer.engine.documents import DocCache, common_prefix
 from completer.engine.guard import cut_loop
 from completer.engine.learning import Learning
@@ -319,7 +320,10 @@ class Engine(Learning):
             return None
         state = self._state_at(doc, offset, net, ahead=doc is self._scratch)
         ids = self.vocab.encode(text[max(0, offset - CONTEXT):offset]) if self.memory is not None else None
-        return state, text[self.block_start(offset):offset], suffix, ids
+        start = self.block_start(offset)
+        # the string open where the context begins, for the syntax check of line/block suggestions
+        quote = syntax.quote_before(text, start) if req.mode in ("line", "block") else None
+        return state, text[start:offset], suffix, ids, quote
 
     def _decode(self, start, req, decoder, cancel, net, memory, received):
         """Outside the lock: decoding reads the model and its own copy of the state (and the
@@ -329,7 +333,7 @@ class Engine(Learning):
         suggestion now beats a whole line after the next keystroke (a busy machine's case)."""
         if start is None:
             return [], None
-        state, context, suffix, ids = start
+        state, context, suffix, ids, quote = start
         deadline = received + req.budget_ms / 1000 if req.budget_ms else None
         search = Search(net, self.vocab, state, Stopper(req.mode, context, req.max_chars), cancel,
                         memory=memory, context=ids, deadline=deadline, text=context)
@@ -346,6 +350,7 @@ class Engine(Learning):
             log.exception("decoder %s failed", req.decoder)
             raise CompleterError(f"decoder {req.decoder!r} failed: {type(exc).__name__}: {exc}") from None
         out, seen = [], set()
+        line_ends = not suffix.split("\n", 1)[0].strip()   # nothing after the cursor on its line
         for h in hyps:
             keep = h.keep if h.keep is not None else len(h.ids)
             text = self.vocab.decode(h.ids[:keep])
@@ -353,6 +358,8 @@ class Engine(Learning):
                 # not extended through Search.extend (a plugin's own hypotheses): the guard's
                 # rule once, on the finished text, so that no loop reaches a client either way
                 text = cut_loop(context, text)
+            if req.mode in ("line", "block"):   # never a line left worse than the user's own
+                text = syntax.check(context, text, line_ends and not cut and len(text) < req.max_chars, quote)
             done = finish(text, req.mode, suffix)
             if not done or done in seen:
                 continue
