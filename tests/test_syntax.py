@@ -48,11 +48,22 @@ def test_a_block_that_starts_inside_a_docstring_reads_its_prose_as_prose():
     text = 'def f():\n    """Long prose.\n' + "filler line\n" * 30 + "It's here"
     start = text.index("filler")                  # the engine's context begins past the quote
     quote = syntax.quote_before(text, start)
-    assert quote == '"""'
+    assert quote == ('"""', 0)
     ctx, rest = text[start:text.index("It's")], "It's here"
     assert syntax.check(ctx, rest, True, quote) == rest
     syntax._last = None
-    assert syntax.check(ctx, rest, True, None) == "It"   # without it: an apostrophe opens a string
+    assert syntax.check(ctx, rest, True) == "It"   # without it: an apostrophe opens a string
+
+
+def test_a_triple_quote_split_by_the_blocks_start_is_read_whole():
+    text = 'def f():\n    """Doc.\n    """\n    return "it\'s"\n'
+    close = text.index('"""\n    return')
+    for start in (close + 1, close + 2):      # the context begins inside the closing quote
+        begin = syntax.quote_before(text, start)
+        assert begin == (None, close + 3 - start)
+        ctx = text[start:text.index('"it')]
+        syntax._last = None
+        assert syntax.check(ctx, '"it\'s"', True, begin) == '"it\'s"'
 
 
 def test_the_context_scan_continues_as_typing_extends_it():

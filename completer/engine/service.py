@@ -322,8 +322,8 @@ class Engine(Learning):
         ids = self.vocab.encode(text[max(0, offset - CONTEXT):offset]) if self.memory is not None else None
         start = self.block_start(offset)
         # the string open where the context begins, for the syntax check of line/block suggestions
-        quote = syntax.quote_before(text, start) if req.mode in ("line", "block") else None
-        return state, text[start:offset], suffix, ids, quote
+        begin = syntax.quote_before(text, start) if req.mode in ("line", "block") else (None, 0)
+        return state, text[start:offset], suffix, ids, begin
 
     def _decode(self, start, req, decoder, cancel, net, memory, received):
         """Outside the lock: decoding reads the model and its own copy of the state (and the
@@ -333,7 +333,7 @@ class Engine(Learning):
         suggestion now beats a whole line after the next keystroke (a busy machine's case)."""
         if start is None:
             return [], None
-        state, context, suffix, ids, quote = start
+        state, context, suffix, ids, begin = start
         deadline = received + req.budget_ms / 1000 if req.budget_ms else None
         search = Search(net, self.vocab, state, Stopper(req.mode, context, req.max_chars), cancel,
                         memory=memory, context=ids, deadline=deadline, text=context)
@@ -359,7 +359,7 @@ class Engine(Learning):
                 # rule once, on the finished text, so that no loop reaches a client either way
                 text = cut_loop(context, text)
             if req.mode in ("line", "block"):   # never a line left worse than the user's own
-                text = syntax.check(context, text, line_ends and not cut and len(text) < req.max_chars, quote)
+                text = syntax.check(context, text, line_ends and not cut and len(text) < req.max_chars, begin)
             done = finish(text, req.mode, suffix)
             if not done or done in seen:
                 continue

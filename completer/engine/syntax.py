@@ -89,43 +89,51 @@ def _scan(s: State, text: str, check: bool, own: int = 0) -> int:
     return n
 
 
-def quote_before(text: str, start: int) -> str | None:
-    """The triple-quoted string open at text[start] by the parity of the triple quotes before it
-    (C-speed counts; quotes inside comments or other strings are rare enough to ignore): the
-    engine's context begins at a block boundary, often inside a docstring, where a scan of the
-    context alone would read the prose's apostrophes as strings."""
+def quote_before(text: str, start: int) -> tuple:
+    """(quote, skip): the triple-quoted string open at text[start] (None: none), by the parity of
+    the triple quotes before it (C-speed counts; quotes inside comments or other strings are rare
+    enough to ignore), and how many of the characters from start on are the rest of a triple
+    quote that start splits. The engine's context begins at a block boundary, often inside a
+    docstring, where a scan of the context alone would read the prose's apostrophes as strings."""
     for q in ('"""', "'''"):
-        if text.count(q, 0, start) % 2:
-            return q
-    return None
+        n = text.count(q, 0, start)
+        j = text.find(q, max(0, start - 2), start + 2)
+        skip = j + 3 - start if 0 <= j < start else 0      # a triple quote across start
+        if (n + (skip > 0)) % 2:
+            return q, skip
+        if skip:
+            return None, skip
+    return None, 0
 
 
 _last = None   # (quote, context, its State) of the latest scan: the next request's extends it
 
 
-def state(context: str, quote: str | None = None) -> State:
-    """The state after `context`, which begins inside the string `quote` (None: outside any);
-    kept and continued while the text grows, as typing does."""
+def state(context: str, begin: tuple = (None, 0)) -> State:
+    """The state after `context`, which begins as quote_before says (inside a triple-quoted
+    string or not, and after the rest of a split triple quote); kept and continued while the
+    text grows, as typing does."""
     global _last
     last = _last
-    if last is not None and last[0] == quote and context.startswith(last[1]):
+    if last is not None and last[0] == begin and context.startswith(last[1]):
         s, rest = last[2].copy(), context[len(last[1]):]
     else:
-        s, rest = State(), context
-        s.quote = quote
+        s, rest = State(), context[begin[1]:]
+        s.quote = begin[0]
     _scan(s, rest, False)
-    _last = (quote, context, s.copy())   # one tuple, swapped whole: threads see one or the other
+    _last = (begin, context, s.copy())   # one tuple, swapped whole: threads see one or the other
     return s
 
 
-def check(context: str, text: str, line_ends: bool = True, quote: str | None = None) -> str:
+def check(context: str, text: str, line_ends: bool = True, begin: tuple = (None, 0)) -> str:
     """`text` cut before the first place where it leaves the tokenizer's state worse than the
     user's at the cursor (see the module's doc). line_ends: the suggestion ends its line (line
     mode: the newline that ended it is not part of it), so a string it opened must be closed;
-    quote: the string open where `context` begins (quote_before)."""
+    begin: the state where `context` begins (quote_before)."""
     # quotes that end the context are scanned with the suggestion: `"` + `""` is a triple quote
     r = len(context) - len(context.rstrip(context[-1:])) if context[-1:] in ("\"", "'") else 0
-    s = state(context[:len(context) - r], quote)
+    r = min(r, max(0, len(context) - begin[1]))
+    s = state(context[:len(context) - r], begin)
     if s.comment and "\n" not in text:
         return text
     s = s.copy()
