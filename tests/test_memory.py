@@ -131,7 +131,7 @@ def test_generated_text_is_never_counted(tiny_checkpoint):
     engine = Engine.from_checkpoint(tiny_checkpoint, memory=True)
     engine.complete_text(TYPING, Request(mode="line", max_chars=40))
     read = engine.memory.chars
-    assert read == len(TYPING)                                   # the prefix, as typed
+    assert read == TYPING.rfind("\n") + 1                        # the prefix's whole lines, as typed
     for _ in range(3):                                           # the same prefix again: nothing new
         engine.complete_text(TYPING, Request(mode="block", max_chars=200, decoder="beam", n=3))
     assert engine.memory.chars == read
@@ -142,17 +142,19 @@ def test_documents_feed_the_memory_as_typed(tiny_checkpoint):
     engine.open("a", "abc\ndef\n")
     engine.complete("a", 4, Request(mode="char"))
     assert engine.memory.chars == 4                              # text before the cursor only
+    engine.complete("a", 6, Request(mode="char"))
+    assert engine.memory.chars == 4                              # not the cursor's line: "de" is context
     engine.edit("a", 8, 8, "ghi")
     engine.complete("a", 11, Request(mode="char"))
-    assert engine.memory.chars == 11
+    assert engine.memory.chars == 8                              # "def\n", once its newline ended it
     engine.edit("a", 2, 3, "X")                                  # an edit before what was read
     engine.complete("a", 3, Request(mode="char"))
-    assert engine.memory.chars == 12                             # read again from the edit on: 2..3
+    assert engine.memory.chars == 8                              # the mark moves back to 2; line 0 unread
     engine.complete("a", 11, Request(mode="char"))
-    assert engine.memory.chars == 20
+    assert engine.memory.chars == 14                             # read again from the edit on: 2..8
     engine.open("b", DEFINES, read=True)                         # a project file as read from disk
     engine.complete("b", len(DEFINES), Request(mode="char"))
-    assert engine.memory.chars == 20
+    assert engine.memory.chars == 14
 
 
 def test_the_tables_stay_bounded_however_much_is_read(tiny_checkpoint):

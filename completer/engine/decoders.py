@@ -9,7 +9,9 @@ request. The contract (a plugin subclasses `Decoder`):
               the empty continuation; `search.logprobs(hyps)` -> (B, V) float32 log-probabilities
               of the next character of each live hypothesis (one batched model step);
               `search.extend(hyp, i, lp)` -> a new Hyp with character id `i` (log-prob `lp`)
-              appended and `.done` set when the mode's stop rule ends it; `search.check()`
+              appended and `.done` set when the mode's stop rule ends it, or when the
+              repetition guard does (`.looped`: it began a loop, and is cut before it; see
+              completer.engine.guard: a search may prune such hypotheses); `search.check()`
               raises Cancelled if the request was cancelled, OutOfTime past its budget
               (call it once per character and let both propagate: the engine answers an
               OutOfTime with the hypothesis extended last, `search.partial()`).

@@ -106,7 +106,7 @@ class Search:
             else:  # the context before the cursor, then the hypothesis's own characters
                 self._buf[CONTEXT:CONTEXT + n] = h.ids
                 ctx = self._buf[max(self._start, n):CONTEXT + n]
-            out[b], s, inputs = self.memory.mix(ctx, z[b])
+            out[b], s, inputs = self.memory.mix(ctx, z[b], min(n, CONTEXT))
             if h is self._root and self.root_mix is None:
                 self.root_mix = (s, inputs, out[b].copy())
         return out

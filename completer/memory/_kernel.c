@@ -288,14 +288,18 @@ static void match_slots(Memory *m, const int32_t *ctx, int L, int *mn, uint64_t 
     }
 }
 
-static int match_predict(Memory *m, int j, int mn, uint64_t at, const uint16_t *c16, int L, int *len) {
+/* gen: how many of ctx's last characters a decoder generated. An occurrence that agrees with
+   them only (k <= gen) is never followed: that agreement is the model's own doing (it chose those
+   characters, often because this very occurrence suggested them), not evidence, and following it
+   is how a continuation copies text after itself. Reading real text passes 0. */
+static int match_predict(Memory *m, int j, int mn, uint64_t at, const uint16_t *c16, int L, int gen, int *len) {
     *len = 0;
     if (!mn) return -1;
     uint32_t *slot = m->mtab[j] + at, P = 0;
     int k = -1;
     for (int i = 0; i < tries[j]; i++) {
         int ki = verify(m, j, mn, slot[i], c16, L);
-        if (ki > k) { k = ki; P = slot[i]; }
+        if (ki > k && ki > gen) { k = ki; P = slot[i]; }
     }
     if (k < 0) return -1;
     *len = j == 2 ? mn : k;
@@ -321,7 +325,7 @@ static void learn_one(Memory *m, const int32_t *ctx, int L, int y) {
     narrow(ctx, L, c16);
     match_slots(m, ctx, L, mn, at);
     for (int j = 0; j < NMATCH; j++) {   /* the match models' confidence learns from real text */
-        int len, pred = match_predict(m, j, mn[j], at[j], c16, L, &len);
+        int len, pred = match_predict(m, j, mn[j], at[j], c16, L, 0, &len);
         if (pred >= 0) { int b = len_bucket(len); m->mtry[j][b]++; m->mhit[j][b] += pred == y; }
         if (mn[j]) {   /* the key's occurrences shift by one, this one first */
             uint32_t *slot = m->mtab[j] + at[j];
@@ -335,7 +339,7 @@ static void learn_one(Memory *m, const int32_t *ctx, int L, int y) {
 }
 
 /* Mixing: inputs (NIN, V) float32 rows filled here; out (V,) the mixture's log-probabilities */
-static int mix(Memory *m, const int32_t *ctx, int L, const float *net, float *in, float *out, double *p) {
+static int mix(Memory *m, const int32_t *ctx, int L, int gen, const float *net, float *in, float *out, double *p) {
     int V = m->V, best = 0;
     for (int c = 1; c < V; c++) if (net[c] > net[best]) best = c;
     /* the network's row normalised here, so that logits and log-probabilities mix the same */
@@ -352,7 +356,7 @@ static int mix(Memory *m, const int32_t *ctx, int L, const float *net, float *in
     narrow(ctx, L, c16);
     match_slots(m, ctx, L, mn, at);
     for (int j = 0; j < NMATCH; j++) {
-        int len, pred = match_predict(m, j, mn[j], at[j], c16, L, &len);
+        int len, pred = match_predict(m, j, mn[j], at[j], c16, L, gen, &len);
         float *row = in + (2 + j) * V;
         if (pred < 0 || pred >= V) { for (int c = 0; c < V; c++) row[c] = 0; continue; }
         double conf = match_conf(m, j, len);
@@ -544,10 +548,12 @@ static PyObject *Memory_learn(Memory *m, PyObject *args) {
     Py_RETURN_NONE;
 }
 
-/* mix(ctx, net, inputs, out) -> the weight sets chosen (packed). ctx int32 (L,), net float32 (V,), inputs (NIN*V,), out (V,) */
+/* mix(ctx, net, inputs, out, generated=0) -> the weight sets chosen (packed). ctx int32 (L,), net
+   float32 (V,), inputs (NIN*V,), out (V,); generated: how many of ctx's last ids a decoder chose */
 static PyObject *Memory_mix(Memory *m, PyObject *args) {
     PyObject *oc, *on, *oi, *oo; Buf c = {0}, nb = {0}, ib = {0}, ob = {0};
-    if (!PyArg_ParseTuple(args, "OOOO", &oc, &on, &oi, &oo)) return NULL;
+    int gen = 0;
+    if (!PyArg_ParseTuple(args, "OOOO|i", &oc, &on, &oi, &oo, &gen)) return NULL;
     PyObject *res = NULL;
     if (get_buf(oc, &c, 0, "i", "ctx") < 0 || get_buf(on, &nb, 0, "f", "net") < 0 ||
         get_buf(oi, &ib, 1, "f", "inputs") < 0 || get_buf(oo, &ob, 1, "f", "out") < 0) goto done;
@@ -561,7 +567,7 @@ static PyObject *Memory_mix(Memory *m, PyObject *args) {
     double *p = malloc(m->V * sizeof(double));
     if (!p) { PyErr_NoMemory(); goto done; }
     lock(m);
-    int s = mix(m, ctx, (int)L, nb.view.buf, ib.view.buf, ob.view.buf, p);
+    int s = mix(m, ctx, (int)L, gen < 0 ? 0 : gen, nb.view.buf, ib.view.buf, ob.view.buf, p);
     unlock(m);
     free(p);
     res = PyLong_FromLong(s);
@@ -613,7 +619,7 @@ static PyObject *Memory_score(Memory *m, PyObject *args) {
     for (Py_ssize_t t = start; t < n; t++) {
         Py_ssize_t lo = t - CTX > 0 ? t - CTX : 0;
         const float *net = (const float *)nb.view.buf + (t - start) * V;
-        int y = ids[t], s = mix(m, ids + lo, (int)(t - lo), net, in, out, p);
+        int y = ids[t], s = mix(m, ids + lo, (int)(t - lo), 0, net, in, out, p);
         int rank = 0, best = -1;
         for (int c = 0; c < V; c++) {
             if (out[c] > out[y]) rank++;
@@ -747,7 +753,7 @@ static PyObject *Memory_prefault(Memory *m, PyObject *noargs) {
 static PyMethodDef Memory_methods[] = {
     {"prefault", (PyCFunction)Memory_prefault, METH_NOARGS, "prefault(): map every table's pages now (off the GIL)"},
     {"learn", (PyCFunction)Memory_learn, METH_VARARGS, "learn(ids, start=0): count ids[start:] (int32)"},
-    {"mix", (PyCFunction)Memory_mix, METH_VARARGS, "mix(ctx, net, inputs, out) -> the weight sets chosen (packed)"},
+    {"mix", (PyCFunction)Memory_mix, METH_VARARGS, "mix(ctx, net, inputs, out, generated=0) -> the weight sets chosen (packed)"},
     {"update", (PyCFunction)Memory_update, METH_VARARGS, "update(set, inputs, out, y): learn the mixer on y"},
     {"score", (PyCFunction)Memory_score, METH_VARARGS, "score(ids, start, net, stats, learn_mixer=True)"},
     {"get_weights", (PyCFunction)Memory_get_weights, METH_NOARGS, "the mixer's weights (bytes)"},

@@ -116,12 +116,13 @@ class Memory:
     def learn_text(self, text: str, context: str = "") -> None:
         self.learn(self.vocab.encode(context[-CONTEXT:] + text), len(context[-CONTEXT:]))
 
-    def mix(self, ctx: np.ndarray, net_lp: np.ndarray):
+    def mix(self, ctx: np.ndarray, net_lp: np.ndarray, generated: int = 0):
         """(lp (V,) float32, the weight sets chosen (packed), inputs (INPUTS, V)) after ctx (int32
-        ids, the last CONTEXT used)."""
+        ids, the last CONTEXT used), whose last `generated` ids a decoder chose: the match models
+        never follow an occurrence that agrees with those only (see the kernel's match_predict)."""
         inputs = np.empty((INPUTS, self.V), np.float32)
         out = np.empty(self.V, np.float32)
-        s = self.kernel.mix(ctx, np.ascontiguousarray(net_lp, np.float32), inputs, out)
+        s = self.kernel.mix(ctx, np.ascontiguousarray(net_lp, np.float32), inputs, out, generated)
         return out, s, inputs
 
     def update(self, s: int, inputs: np.ndarray, lp: np.ndarray, y: int) -> None:
