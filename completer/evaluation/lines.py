@@ -86,11 +86,13 @@ class Lines:
     def at(self, net, state, text: str, p: int, memory):
         """The engine's suggestion at offset p of `text` from a given model state (the adapted
         reading's, which follows the whole file), through the same decoding as Engine.complete."""
+        from completer.engine import syntax
         from completer.engine.search import CONTEXT
 
         engine = self.engine
         ids = engine.vocab.encode(text[max(0, p - CONTEXT):p]) if memory is not None else None
-        start = (state, text[engine.block_start(p):p], "", ids)
+        b = engine.block_start(p)       # as Engine._start: its context, and the string open at b
+        start = (state, text[b:p], "", ids, syntax.quote_before(text, b))
         got, _ = engine._decode(start, self.req, engine._decoder(self.req.decoder), None, net, memory,
                                 time.perf_counter())
         return got[0] if got else None
