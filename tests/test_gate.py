@@ -184,3 +184,15 @@ def test_eval_cold_and_save_gate(tmp_path, tiny_checkpoint, capsys):
     # an untrained network alone is never right: nothing to fit, said in one line
     assert cli.main([*args, "--no-memory", "--save-gate", str(tmp_path / "x.json")]) == 2
     assert capsys.readouterr().err.strip().splitlines()[-1].endswith("needs both outcomes")
+
+
+def test_the_default_threshold_is_the_lowest_with_the_target_precision():
+    from completer.evaluation.gatefit import best_threshold, precision_threshold
+
+    p = np.repeat(np.arange(0.05, 1.0, 0.1), 100)            # ten groups of 100 suggestions
+    y = np.concatenate([np.r_[np.ones(k * 10), np.zeros(100 - k * 10)] for k in range(10)])   # group k: k/10 right
+    # shown at t: the groups with p >= t; groups 3..9 (t in (0.25, 0.35]) are right 60% of the time,
+    # groups 2..9 55%: the lowest threshold with 60% is 0.26
+    t = precision_threshold(p, y, 0.6)
+    assert t == 0.26 and y[p >= t].mean() >= 0.6 > y[p >= t - 0.1].mean()
+    assert precision_threshold(p, y, 0.99) is None and 0 < best_threshold(p, y) < 1
