@@ -109,7 +109,9 @@ def run(args) -> int:
     if args.save_gate:
         from completer.evaluation.gatefit import fit_gate
 
-        fitted = fit_gate(collect, {"fitted_on": [d.path for d in docs], "model": meta["path"],
+        from pathlib import Path
+
+        fitted = fit_gate(collect, {"fitted_on": [d.path for d in docs], "model": Path(meta["path"]).name,
                                     "scenario": report["scenario"]})
         fitted.save(args.save_gate)
         _log(f"gate fitted on {len(collect)} suggestions, threshold {fitted.threshold:.2f}: {args.save_gate}")

@@ -146,7 +146,8 @@ class Gate:
         body = {"features": list(FEATURES), "weights": self.w.round(6).tolist(), "bias": round(self.b, 6),
                 "mean": self.mean.round(6).tolist(), "scale": self.scale.round(6).tolist(),
                 "threshold": self.threshold, **self.meta}
-        atomic_write(Path(path), (json.dumps(body, indent=1) + "\n").encode())
+        lines = ",\n".join(f" {json.dumps(k)}: {json.dumps(v)}" for k, v in body.items())  # a list a line
+        atomic_write(Path(path), ("{\n" + lines + "\n}\n").encode())
 
     @classmethod
     def load(cls, path) -> "Gate | None":
