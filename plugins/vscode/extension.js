@@ -89,7 +89,7 @@ async function restart() {
 }
 
 function activate(context) {
-  output = vscode.window.createOutputChannel('completer');
+  output = vscode.window.createOutputChannel('completer', { log: true });  // languageclient 11 logs through its LogOutputChannel API
   status = vscode.window.createStatusBarItem('completer.status', vscode.StatusBarAlignment.Right, 100);
   status.name = 'completer';
   context.subscriptions.push(output, status,
