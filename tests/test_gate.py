@@ -174,6 +174,9 @@ def test_eval_cold_and_save_gate(tmp_path, tiny_checkpoint, capsys):
         assert 0 <= r["shown"]["coverage"] <= 100 and r["shown"]["loops"] is not None
     gate = Gate.load(out_gate)
     assert 0 < gate.threshold < 1 and gate.meta["suggestions"] > 150 and gate.meta["scenario"] == "cold"
+    assert cli.main([*args, "--save-gate", str(tmp_path / "set.json"), "--gate-threshold", "0.42"]) == 0
+    assert Gate.load(tmp_path / "set.json").threshold == 0.42 and Gate.load(tmp_path / "set.json").meta["rule_threshold"] > 0
+    assert cli.main([*args, "--gate-threshold", "0.42"]) == 2              # nothing to write it to
     assert cli.main([*args, "--gate", str(out_gate)]) == 0
     out = capsys.readouterr().out
     assert f"gate {gate.threshold:.2f} coverage (%)" in out and "ungated loops (%)" in out

@@ -54,6 +54,9 @@ def add_parser(sub):
                    help="fit the confidence gate on these files' suggestions (every configuration "
                         "measured) and write it (JSON): shipped beside a checkpoint as NAME.gate.json; "
                         "fit it on text the network never trained on (docs/gate.md)")
+    p.add_argument("--gate-threshold", type=float, default=None, metavar="P",
+                   help="with --save-gate: the default threshold to write, 0..1 (default: the lowest "
+                        "whose precision on these files reaches 30%%, see docs/gate.md)")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object on the last line")
     p.set_defaults(run=run)
 
@@ -77,6 +80,8 @@ def run(args) -> int:
     blas.adapt_threads()  # the engine's batch-1 steps: one BLAS thread while other processes are busy
     if args.cold is not None and args.project:
         raise CompleterError("--cold measures a new project: drop --project")
+    if args.gate_threshold is not None and (not args.save_gate or not 0 <= args.gate_threshold <= 1):
+        raise CompleterError("--gate-threshold needs --save-gate and a value between 0 and 1")
     docs = evaluate.read_files(args.paths, log=_log)
     project = evaluate.train_texts(args.project, docs) if args.project else None
     corpus = args.train_corpus or args.project
@@ -111,8 +116,12 @@ def run(args) -> int:
 
         from pathlib import Path
 
+        if args.gate_threshold is not None:
+            fitted_threshold = args.gate_threshold
         fitted = fit_gate(collect, {"fitted_on": [d.path for d in docs], "model": Path(meta["path"]).name,
                                     "scenario": report["scenario"]})
+        if args.gate_threshold is not None:
+            fitted.meta["rule_threshold"], fitted.threshold = fitted.threshold, fitted_threshold
         fitted.save(args.save_gate)
         _log(f"gate fitted on {len(collect)} suggestions, threshold {fitted.threshold:.2f}: {args.save_gate}")
     if args.save_mixer:
