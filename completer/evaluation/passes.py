@@ -23,8 +23,10 @@ from completer.engine.adaptation import WINDOW as ADAPT_WINDOW  # characters per
 SEGMENT = 8192          # characters scored per stream of the batched pass
 WARMUP = 2000           # characters read before a segment, unscored (the protocol's context)
 WINDOW = 256            # time steps per forward of the batched pass
-BATCH = 16              # segments read side by side: (WINDOW, BATCH, 4H) float32 caches and, with
-                        # the memory, (BATCH, SEGMENT, V) log-probabilities (69 MB at V = 131) at most
+BATCH = 8               # segments read side by side: (WINDOW, BATCH, 4H) float32 caches and, with
+                        # the memory, (BATCH, SEGMENT, V) log-probabilities (34 MB at V = 131) at most.
+                        # Reading 1.1 M characters of 74 files with the memory peaked at 281 MB RSS
+                        # with 8, 390 MB with 16 (LSTM-512; the goal is under 400 MB for eval whole)
 CONTEXT = 64            # characters before a prediction the memory looks at (its kernel's CONTEXT)
 
 
