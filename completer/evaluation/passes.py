@@ -25,8 +25,8 @@ WARMUP = 2000           # characters read before a segment, unscored (the protoc
 WINDOW = 256            # time steps per forward of the batched pass
 BATCH = 8               # segments read side by side: (WINDOW, BATCH, 4H) float32 caches and, with
                         # the memory, (BATCH, SEGMENT, V) log-probabilities (34 MB at V = 131) at most.
-                        # Reading 1.1 M characters of 74 files with the memory peaked at 281 MB RSS
-                        # with 8, 390 MB with 16 (LSTM-512; the goal is under 400 MB for eval whole)
+                        # Reading 1.1 M characters of 58 files with the memory peaked at 298 MB RSS
+                        # with 8, 425 MB with 16 (LSTM-512; the goal: under 400 MB for eval whole)
 CONTEXT = 64            # characters before a prediction the memory looks at (its kernel's CONTEXT)
 
 
