@@ -278,9 +278,11 @@ class Engine(Learning):
 
     def _feed(self, doc, offset, memory) -> None:
         """Under the lock: the memory reads the text before the cursor it has not read yet, as
-        typed (the mixer first learns from its last prediction there, if that was at doc.fed)."""
+        typed (the mixer first learns from its last prediction there, if that was at doc.fed).
+        Not while `memory.reading` (the project reader fills it for the cache, which must hold
+        only files on disk): the text waits, and is read at the first completion after."""
         a = doc.fed
-        if a >= offset:
+        if a >= offset or memory.reading:   # a project read for the cache: typed text waits (fed stays)
             return
         text = doc.text
         if doc.pending is not None and doc.pending[0] == a:

@@ -790,6 +790,22 @@ static PyObject *Memory_state(Memory *m, PyObject *args) {
     return d;
 }
 
+/* field_sizes() -> {name: bytes} of every field state() copies (what the cache checks a file against) */
+static PyObject *Memory_field_sizes(Memory *m, PyObject *noargs) {
+    (void)noargs;
+    if (need_ready(m) < 0) return NULL;
+    const char *fname[NFIELDS] = {FIELDS(FIELD_NAME)};
+    size_t fsize[NFIELDS] = {FIELDS(FIELD_SIZE)};
+    PyObject *d = PyDict_New(), *v;
+    if (!d) return NULL;
+    for (int i = 0; i < NFIELDS; i++) {
+        v = PyLong_FromSize_t(fsize[i]);
+        if (!v || PyDict_SetItemString(d, fname[i], v) < 0) { Py_XDECREF(v); Py_DECREF(d); return NULL; }
+        Py_DECREF(v);
+    }
+    return d;
+}
+
 /* Is the state in `buf` (the fields in FIELDS order, sizes already checked) one this memory could
    have written? Every number a prediction indexes or divides by is checked: a slot's symbol
    (1..V: 0 with a count had ngram_predict write p[-1]), a bucket's total (the sum of its counts),
@@ -919,7 +935,8 @@ static PyMethodDef Memory_methods[] = {
     {"get_weights", (PyCFunction)Memory_get_weights, METH_NOARGS, "the mixer's weights (bytes)"},
     {"set_weights", (PyCFunction)Memory_set_weights, METH_O, "set the mixer's weights (float32)"},
     {"state", (PyCFunction)Memory_state, METH_VARARGS, "state(name=None): a copy of every table (or one), as bytes (for the cache)"},
-    {"load", (PyCFunction)Memory_load, METH_O, "put back what state() gave"},
+    {"load", (PyCFunction)Memory_load, METH_O, "put back what state() gave (checked: all or nothing)"},
+    {"field_sizes", (PyCFunction)Memory_field_sizes, METH_NOARGS, "{name: bytes} of each field of state()"},
     {NULL}
 };
 

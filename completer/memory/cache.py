@@ -1,21 +1,34 @@
 """A cache of a project's memory, so that a restart reads nothing it has read before.
 
-    cache = Cache.for_project(model_identity, roots)       # $XDG_CACHE_HOME/completer/memory/KEY.safetensors
-    state = cache.load(memory, hashes)                      # True if the memory now holds the cached read
+    cache = Cache.for_project(model_identity, roots)   # $XDG_CACHE_HOME/completer/memory/KEY.safetensors
+    cache.load(memory, hashes)   # True: the memory now holds the cached read; False: none, or stale;
+                                 # CacheRefused(reason): the file is unsound (the caller logs it)
     cache.save(memory, hashes)
 
+What it holds: the memory's tables after reading the project's files as they are on disk, and
+nothing else. The project reader saves it before the memory learns anything typed (the engine
+holds typed text back while `Memory.reading` is set, completer.memory.project), so text a user
+typed and never saved is never written here.
+
 The file is data only: safetensors (the kernel's tables, sparse: the buckets and positions in use)
-and a JSON header (format, model identity, table sizes, and the content hash of every file read).
-It is trusted only if all of those match what is being read now (a file changed, added or removed,
-another model, other sizes: stale), and only after every table's shape has been checked; anything
-else (a truncated, corrupt or foreign file) is a miss, and the caller reads the project again and
-writes the cache anew.
+and a JSON header (format, model identity, table sizes, counters and the content hash of every
+file read). It is trusted only if all of those match what is being read now (a file changed,
+added or removed, another model, other sizes: stale, False). Anything else is refused before the
+memory is touched, with the reason (CacheRefused): a file not owned by the user, metadata that is
+not JSON, a tensor that is missing or unknown, a dtype or shape the tables do not have (checked
+on the header, before any tensor is read: an extra 1.5 GB tensor costs nothing), rows or
+positions out of range or out of order, non-finite or negative counters; the kernel then checks
+every value a prediction indexes or divides by (`_kernel.Memory.load`). The file is written
+atomically and readable by its owner only (0600, in a 0700 folder): it holds what was read of the
+user's code.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +36,12 @@ import numpy as np
 FORMAT = "completer-memory-2"        # 2: six match models, each key holding its 8 most recent occurrences
 SPARSE = ("low", "high")                      # bucket tables: rows whose tag is set
 POSITIONS = ("match0", "match1", "match2", "match3", "match4", "match5")  # position tables: entries set
+DTYPES = {"uni": np.float64, "mhit": np.float64, "mtry": np.float64, "weights": np.float32, "hist": np.uint16}
+SAFETENSORS_DTYPES = {"uint32": "U32", "uint16": "U16", "float32": "F32", "float64": "F64"}
+
+
+class CacheRefused(Exception):
+    """The cache file is unsound; the message is the one-line reason."""
 
 
 def cache_dir() -> Path:
@@ -36,34 +55,43 @@ def model_identity(path) -> str:
     return f"{Path(path).resolve()}:{st.st_size}:{st.st_mtime_ns}"
 
 
+def _real(root) -> str:
+    try:
+        return os.path.realpath(root)
+    except (OSError, ValueError):
+        return os.path.abspath(root)
+
+
 class Cache:
     def __init__(self, path: Path, identity: str):
         self.path, self.identity = path, identity
 
     @classmethod
     def for_project(cls, identity: str, roots) -> "Cache":
-        key = hashlib.blake2b("\0".join([identity, *sorted(str(Path(r).resolve()) for r in roots)]).encode(
+        key = hashlib.blake2b("\0".join([identity, *sorted(_real(r) for r in roots)]).encode(
             "utf-8", "surrogatepass"), digest_size=12).hexdigest()
         return cls(cache_dir() / f"{key}.safetensors", identity)
+
+    def exists(self) -> bool:
+        return self.path.is_file()
 
     def _header(self, memory, hashes: dict) -> dict:
         return {"format": FORMAT, "model": self.identity, "sizes": memory.sizes, "vocab": memory.V,
                 "files": hashes}
 
+    # ---- writing --------------------------------------------------------------------------
     def save(self, memory, hashes: dict) -> None:
-        """Write the memory's tables (atomically); an OSError is the caller's to log.
+        """Write the memory's tables (atomically, 0600); an OSError is the caller's to log.
 
-        Each table's copy is dropped once its sparse form is made, and the file is written
-        tensor by tensor (`_safetensors`), never as one bytes object: with a 10 MB project read,
-        the save had peaked at 600 MB of RSS (the copy, the sparse tensors and safetensors' blob)."""
+        One table is copied at a time (`state(name)`), made sparse and its copy dropped, and the
+        file is written tensor by tensor (`_safetensors`): a copy of every table at once is ~100
+        MB, and with a 10 MB project the save had peaked at 600 MB of RSS."""
         from completer.model.checkpoint import atomic_write
 
-        state = memory.kernel.state()
-        counters = state.pop("counters")
+        kernel = memory.kernel
         tensors = {}
-        for name in list(state):
-            view = state.pop(name)
-            a = np.frombuffer(view, _dtype(name))
+        for name in kernel.field_sizes():
+            a = np.frombuffer(kernel.state(name), DTYPES.get(name, np.uint32))
             if name in SPARSE:
                 a = a.reshape(-1, _stride(name))
                 rows = np.flatnonzero(a[:, 0]).astype(np.uint32)
@@ -75,67 +103,148 @@ class Cache:
                 tensors[name] = a[:min(memory.chars, len(a))].copy()
             else:
                 tensors[name] = a.copy()
-            del a, view
-        header = dict(self._header(memory, hashes), counters=list(counters))
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(self.path, _safetensors(tensors, {"completer": json.dumps(header)}))
+            del a
+        total, types, n = kernel.state("counters")
+        header = dict(self._header(memory, hashes), counters=[total, types, n])
+        _private_dir(self.path.parent)
+        atomic_write(self.path, _safetensors(tensors, {"completer": json.dumps(header)}), private=True)
 
+    # ---- reading --------------------------------------------------------------------------
     def load(self, memory, hashes: dict) -> bool:
-        """Put the cached read into `memory` if the cache is fresh and sound; False otherwise (a miss:
-        nothing of the memory was changed)."""
+        """Put the cached read into `memory` if the cache is there, fresh and sound. False: no
+        cache, or a stale one (nothing changed). CacheRefused: an unsound file (nothing changed)."""
         from safetensors import safe_open
 
-        if not self.path.is_file():
+        try:
+            st = os.stat(self.path)
+        except OSError:
             return False
-        with safe_open(str(self.path), framework="numpy") as f:
-            header = json.loads((f.metadata() or {}).get("completer", "{}"))
-            if not isinstance(header, dict) or {k: header.get(k) for k in self._header(memory, hashes)} != \
-                    self._header(memory, hashes):
+        if not stat.S_ISREG(st.st_mode):
+            raise CacheRefused("not a regular file")
+        if hasattr(os, "getuid") and st.st_uid != os.getuid():
+            raise CacheRefused("owned by another user")
+        if st.st_mode & 0o022:
+            raise CacheRefused("writable by other users")
+        try:
+            f = safe_open(str(self.path), framework="numpy")
+        except Exception as exc:  # safetensors' own errors: a truncated or foreign file
+            raise CacheRefused(f"not a safetensors file ({_one_line(exc)})") from None
+        with f:
+            header = _metadata(f)
+            if {k: header.get(k) for k in self._header(memory, hashes)} != self._header(memory, hashes):
                 return False
-            stored = {k: f.get_tensor(k) for k in f.keys()}
-        current = memory.kernel.state()
-        full = {}
-        for name, view in current.items():
-            if name == "counters":
-                continue
-            size = len(view) // np.dtype(_dtype(name)).itemsize
-            a = np.zeros(size, _dtype(name))
-            got = stored[name]
-            if got.dtype != a.dtype:
-                return False
-            if name in SPARSE:
-                a = a.reshape(-1, _stride(name))
-                rows = stored[f"{name}.rows"]
-                if got.shape != (len(rows), a.shape[1]) or (len(rows) and rows.max() >= len(a)):
-                    return False
-                a[rows] = got
-            elif name in POSITIONS:
-                at = stored[f"{name}.at"]
-                if got.shape != at.shape or (len(at) and at.max() >= size):
-                    return False
-                a[at] = got
-            elif name == "hist":
-                if got.ndim != 1 or len(got) > size:
-                    return False
-                a[:len(got)] = got
-            elif got.shape != a.shape:
-                return False
-            else:
-                a = got
-            full[name] = np.ascontiguousarray(a).reshape(-1)
-        total, types, n = header["counters"]
-        full["counters"] = (float(total), float(types), int(n))
-        memory.kernel.load(full)
+            counters = _counters(header.get("counters"))
+            full = _tables(f, memory.kernel.field_sizes())
+        full["counters"] = counters
+        try:
+            memory.kernel.load(full)
+        except ValueError as exc:
+            raise CacheRefused(str(exc)) from None
         return True
 
 
-SAFETENSORS_DTYPES = {"uint32": "U32", "uint16": "U16", "float32": "F32", "float64": "F64"}
+def _one_line(exc) -> str:
+    return " ".join(str(exc).split())[:200] or type(exc).__name__
+
+
+def _metadata(f) -> dict:
+    try:
+        header = json.loads((f.metadata() or {}).get("completer", "{}"))
+    except (ValueError, RecursionError):
+        raise CacheRefused("its metadata is not JSON") from None
+    if not isinstance(header, dict):
+        raise CacheRefused("its metadata is not a JSON object")
+    return header
+
+
+def _counters(raw) -> tuple:
+    """(uni_total, uni_types, n): two finite numbers >= 0 and a count (the kernel checks they
+    agree with the tables)."""
+    if (not isinstance(raw, list) or len(raw) != 3 or any(isinstance(x, bool) for x in raw)
+            or not all(isinstance(x, (int, float)) for x in raw) or not isinstance(raw[2], int)):
+        raise CacheRefused("its counters are not three numbers")
+    total, types, n = raw
+    if not (math.isfinite(total) and math.isfinite(types) and 0 <= total and 0 <= types and 0 <= n < 2 ** 63):
+        raise CacheRefused("its counters are out of range or not finite")
+    return float(total), float(types), n
+
+
+def _tables(f, sizes: dict) -> dict:
+    """Every table, full size, from the file's tensors: names, dtypes and shapes are checked on the
+    header first, then each tensor is read and spread into its table, one at a time."""
+    expected = set()
+    for name in sizes:
+        expected.add(name)
+        if name in SPARSE:
+            expected.add(f"{name}.rows")
+        elif name in POSITIONS:
+            expected.add(f"{name}.at")
+    keys = set(f.keys())
+    if keys != expected:
+        extra, missing = sorted(keys - expected), sorted(expected - keys)
+        raise CacheRefused(f"unknown tensor {extra[0]!r}" if extra else f"no tensor {missing[0]!r}")
+    shapes = {}
+    for k in keys:
+        sl = f.get_slice(k)
+        base = k.split(".")[0]
+        want = "U32" if k != base else SAFETENSORS_DTYPES[np.dtype(DTYPES.get(base, np.uint32)).name]
+        if sl.get_dtype() != want:
+            raise CacheRefused(f"tensor {k!r} is {sl.get_dtype()}, not {want}")
+        shapes[k] = tuple(sl.get_shape())
+    full = {}
+    for name, nbytes in sizes.items():
+        dtype = np.dtype(DTYPES.get(name, np.uint32))
+        size = nbytes // dtype.itemsize
+        shape = shapes[name]
+        if name in SPARSE:
+            stride = _stride(name)
+            n_rows = shapes[f"{name}.rows"]
+            if len(n_rows) != 1 or n_rows[0] > size // stride or shape != (n_rows[0], stride):
+                raise CacheRefused(f"tensor {name!r} has the wrong shape")
+            rows = _increasing(f.get_tensor(f"{name}.rows"), size // stride, name)
+            a = np.zeros((size // stride, stride), dtype)
+            a[rows] = f.get_tensor(name)
+        elif name in POSITIONS:
+            n_at = shapes[f"{name}.at"]
+            if len(n_at) != 1 or n_at[0] > size or shape != n_at:
+                raise CacheRefused(f"tensor {name!r} has the wrong shape")
+            at = _increasing(f.get_tensor(f"{name}.at"), size, name)
+            a = np.zeros(size, dtype)
+            a[at] = f.get_tensor(name)
+        elif name == "hist":
+            if len(shape) != 1 or shape[0] > size:
+                raise CacheRefused("the history is longer than the memory's")
+            a = np.zeros(size, dtype)
+            a[:shape[0]] = f.get_tensor(name)
+        else:
+            if shape != (size,):
+                raise CacheRefused(f"tensor {name!r} has the wrong shape")
+            a = f.get_tensor(name)
+        full[name] = np.ascontiguousarray(a).reshape(-1)
+        del a
+    return full
+
+
+def _increasing(idx: np.ndarray, bound: int, name: str) -> np.ndarray:
+    """Row or position indices as save writes them: strictly increasing, below `bound`."""
+    if len(idx) and (idx[-1] >= bound or (len(idx) > 1 and not (np.diff(idx.astype(np.int64)) > 0).all())):
+        raise CacheRefused(f"the rows or positions of {name!r} are out of range or out of order")
+    return idx
+
+
+def _private_dir(path: Path) -> None:
+    """The cache's folder, made readable by its owner only (0700) if it is ours."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    st = os.stat(path)
+    if stat.S_IMODE(st.st_mode) != 0o700 and (not hasattr(os, "getuid") or st.st_uid == os.getuid()):
+        os.chmod(path, 0o700)
 
 
 def _safetensors(tensors: dict, metadata: dict):
     """The safetensors file of `tensors` (1-D or 2-D C-contiguous arrays) as a sequence of
     buffers: the 8-byte header length, the JSON header (padded to 8 bytes), then each tensor's
-    bytes in turn, as `safetensors.numpy.save` lays them out, without joining them."""
+    bytes in turn, as `safetensors.numpy.save` lays them out, without joining them. An empty
+    tensor (an empty project's tables) has no bytes to write."""
     index, offset = {"__metadata__": metadata}, 0
     for name, a in tensors.items():
         index[name] = {"dtype": SAFETENSORS_DTYPES[a.dtype.name], "shape": list(a.shape),
@@ -146,12 +255,8 @@ def _safetensors(tensors: dict, metadata: dict):
     yield len(head).to_bytes(8, "little")
     yield head
     for a in tensors.values():
-        yield memoryview(np.ascontiguousarray(a)).cast("B")
-
-
-def _dtype(name: str):
-    return {"uni": np.float64, "mhit": np.float64, "mtry": np.float64, "weights": np.float32,
-            "hist": np.uint16}.get(name, np.uint32)
+        if a.nbytes:
+            yield memoryview(np.ascontiguousarray(a)).cast("B")
 
 
 def _stride(name: str) -> int:

@@ -78,6 +78,9 @@ class Memory:
         self.V = len(vocab)
         self.sizes = {**SIZES, **sizes}
         self.roots: list = []       # the project folders read into it (completer.memory.project)
+        # True while a project reader fills it for its cache: the engine feeds it no typed text
+        # meanwhile (Engine._feed), so that the cache holds only what was read from disk
+        self.reading = False
         classes = bytes(char_class(vocab.char(i)) if i != vocab.unk else 0 for i in range(self.V))
         self.kernel = _kernel.Memory(self.V, vocab.unk, classes, **self.sizes)
         self._prefaulted = False
