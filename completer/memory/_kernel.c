@@ -428,6 +428,10 @@ static int get_buf(PyObject *o, Buf *b, int writable, const char *fmt, const cha
         PyErr_Format(PyExc_TypeError, "%s must be a contiguous %s array", what, fmt[0] == 'i' ? "int32" : "float32");
         return -1;
     }
+    if ((uintptr_t)b->view.buf % 4) {   /* read as int32/float: a view at an odd offset would be misaligned */
+        PyErr_Format(PyExc_TypeError, "%s must be aligned to 4 bytes", what);
+        return -1;
+    }
     return 0;
 }
 
@@ -882,6 +886,11 @@ static PyObject *Memory_load(Memory *m, PyObject *d) {
             goto done;
         }
         bufs[held] = views[held].buf;
+        if ((uintptr_t)bufs[held] % 8) {   /* read as double, uint32, uint16: aligned as numpy makes them */
+            PyErr_Format(PyExc_ValueError, "memory state %s is not aligned to 8 bytes", fname[held]);
+            PyBuffer_Release(&views[held]);
+            goto done;
+        }
     }
     lock(m);
     const char *why = check_state(m, bufs, total, types, (uint64_t)n);
