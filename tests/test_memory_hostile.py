@@ -431,3 +431,28 @@ def test_rereads_never_wait_for_the_read(tmp_path):
     (tmp_path / "new3.py").write_text("quux_gadget = 3\n")
     gate.set()
     assert p.wait(30) and p.files == 2 and p.chars == len(TEXT) + len("quux_gadget = 3\n")
+
+
+# ---- the REPL, IPython and ptpython context ----------------------------------------------------
+def test_the_repl_context_stays_bounded_and_nothing_is_read_twice(tiny_checkpoint):
+    """Hostile cells (IPython's and ptpython's go through the same Session): the context keeps its
+    last lines only, the engine document follows, and the memory never reads the kept part again."""
+    from completer.repl.session import KEEP_CONTEXT, MAX_CONTEXT, URI, Session
+
+    engine = Engine.from_checkpoint(tiny_checkpoint, memory=True)
+    session = Session(engine)
+    cell = "".join(f"value_{i} = compute({i})\n" for i in range(400))      # ~9 KB
+    session.submit(cell)
+    session.complete("x = ", 4)
+    assert engine.memory.chars == len(cell) + 4                     # the cell and "x = " as typed
+    for k in range(40):                                              # ~360 KB submitted
+        session.submit(cell.replace("value", f"v{k}"))
+        assert len(session.context) <= MAX_CONTEXT
+        session.complete("x = ", 4)
+        assert engine.text(URI) == session.context + "x = "
+    assert KEEP_CONTEXT <= len(session.context) <= MAX_CONTEXT and session.context.startswith("v")
+    total = len(cell) + sum(len(cell.replace("value", f"v{k}")) for k in range(40))
+    assert engine.memory.chars == total + 4 * 41                     # each character read once
+    session.submit("y" * 5_000_000)                                  # one huge cell: cut inside it
+    assert len(session.context) <= MAX_CONTEXT
+    assert session.complete("", 0) is not None and len(engine.text(URI)) <= MAX_CONTEXT

@@ -158,6 +158,20 @@ class Engine(Learning):
             if self._adapted:
                 self._note_edit(uri, start + len(new_text))
 
+    def drop_prefix(self, uri, n: int) -> None:
+        """Forget a document's first n characters (a REPL's oldest context, so that it stays
+        bounded): its states go (their offsets moved), and what the memory read of the rest
+        stays read, so nothing is counted twice."""
+        with self._lock:
+            doc = self._doc(uri)
+            n = max(0, min(int(n), len(doc.text)))
+            if not n:
+                return
+            new = self._docs[uri] = DocCache(doc.text[n:], self.cache_states)
+            new.fed = max(0, doc.fed - n)
+            if uri in self._adapted:
+                self._adapted[uri] = self._new_adapt(len(new.text))
+
     def close(self, uri) -> None:
         with self._lock:
             self._docs.pop(uri, None)
