@@ -83,31 +83,36 @@ class Cache:
     def save(self, memory, hashes: dict) -> None:
         """Write the memory's tables (atomically, 0600); an OSError is the caller's to log.
 
-        One table is copied at a time (`state(name)`), made sparse and its copy dropped, and the
-        file is written tensor by tensor (`_safetensors`): a copy of every table at once is ~100
-        MB, and with a 10 MB project the save had peaked at 600 MB of RSS."""
+        Bounded in memory: one table is copied at a time (`state(name)`), and its sparse form is
+        written in slices straight from that copy, never gathered. The safetensors header needs
+        every tensor's shape first, so the tables are gone through twice: once to count the rows
+        and positions in use, once to write them (nothing else writes the memory meanwhile: the
+        reader saves before the engine may feed it typed text; a count that changed anyway is an
+        error, and the cache is not written). With a full memory this peaked at ~170 MB above the
+        tables (every sparse copy at once) and the process at 338 MB reading /; now ~35 MB above."""
         from completer.model.checkpoint import atomic_write
 
         kernel = memory.kernel
-        tensors = {}
-        for name in kernel.field_sizes():
-            a = np.frombuffer(kernel.state(name), DTYPES.get(name, np.uint32))
+        names = list(kernel.field_sizes())
+        chars = memory.chars
+        shapes = {}
+        for name in names:                                   # pass 1: the shapes
+            a = _table(kernel, name)
             if name in SPARSE:
-                a = a.reshape(-1, _stride(name))
-                rows = np.flatnonzero(a[:, 0]).astype(np.uint32)
-                tensors[f"{name}.rows"], tensors[name] = rows, a[rows]
+                n = int(np.count_nonzero(a[:, 0]))
+                shapes[f"{name}.rows"], shapes[name] = (n,), (n, a.shape[1])
             elif name in POSITIONS:
-                at = np.flatnonzero(a).astype(np.uint32)
-                tensors[f"{name}.at"], tensors[name] = at, a[at]
-            elif name == "hist":
-                tensors[name] = a[:min(memory.chars, len(a))].copy()
+                n = int(np.count_nonzero(a))
+                shapes[f"{name}.at"], shapes[name] = (n,), (n,)
             else:
-                tensors[name] = a.copy()
+                shapes[name] = (min(chars, len(a)),) if name == "hist" else a.shape
             del a
         total, types, n = kernel.state("counters")
         header = dict(self._header(memory, hashes), counters=[total, types, n])
         _private_dir(self.path.parent)
-        atomic_write(self.path, _safetensors(tensors, {"completer": json.dumps(header)}), private=True)
+        dtypes = {k: np.dtype(np.uint32) if "." in k else np.dtype(DTYPES.get(k, np.uint32)) for k in shapes}
+        atomic_write(self.path, _safetensors(shapes, dtypes, {"completer": json.dumps(header)},
+                                             _sparse_bytes(kernel, names, shapes)), private=True)
 
     # ---- reading --------------------------------------------------------------------------
     def load(self, memory, hashes: dict) -> bool:
@@ -240,23 +245,58 @@ def _private_dir(path: Path) -> None:
         os.chmod(path, 0o700)
 
 
-def _safetensors(tensors: dict, metadata: dict):
-    """The safetensors file of `tensors` (1-D or 2-D C-contiguous arrays) as a sequence of
-    buffers: the 8-byte header length, the JSON header (padded to 8 bytes), then each tensor's
-    bytes in turn, as `safetensors.numpy.save` lays them out, without joining them. An empty
-    tensor (an empty project's tables) has no bytes to write."""
+def _table(kernel, name: str) -> np.ndarray:
+    """A copy of one kernel table (2-D for the bucket tables: one row per bucket)."""
+    a = np.frombuffer(kernel.state(name), DTYPES.get(name, np.uint32))
+    return a.reshape(-1, _stride(name)) if name in SPARSE else a
+
+
+SLICE = 1 << 16     # rows or positions gathered at a time while writing
+
+
+def _sparse_bytes(kernel, names, shapes):
+    """The tensors' bytes in the order of `shapes` (pass 2 of Cache.save), one table at a time."""
+    for name in names:
+        a = _table(kernel, name)
+        if name in SPARSE or name in POSITIONS:
+            idx = np.flatnonzero(a[:, 0] if name in SPARSE else a).astype(np.uint32)
+            if len(idx) != shapes[name][0]:
+                raise OSError(f"the memory changed while its cache was written ({name})")
+            yield _raw(idx)
+            for i in range(0, len(idx), SLICE):
+                yield _raw(a[idx[i:i + SLICE]])
+        else:
+            yield _raw(a[:shapes[name][0]])
+        del a
+
+
+def _raw(a: np.ndarray) -> memoryview:
+    """An array's bytes (a memoryview of a view cast to "B" fails when it is empty)."""
+    return memoryview(np.ascontiguousarray(a).reshape(-1).view(np.uint8))
+
+
+def _safetensors(shapes: dict, dtypes: dict, metadata: dict, data):
+    """A safetensors file as a sequence of buffers: the 8-byte header length, the JSON header
+    (padded to 8 bytes) declaring each tensor of `shapes` in order, then `data` (their bytes, in
+    the same order, in as many pieces as it likes), as `safetensors.numpy.save` lays them out,
+    without joining them. An empty tensor (an empty project's tables) has no bytes."""
     index, offset = {"__metadata__": metadata}, 0
-    for name, a in tensors.items():
-        index[name] = {"dtype": SAFETENSORS_DTYPES[a.dtype.name], "shape": list(a.shape),
-                       "data_offsets": [offset, offset + a.nbytes]}
-        offset += a.nbytes
+    for name, shape in shapes.items():
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dtypes[name].itemsize
+        index[name] = {"dtype": SAFETENSORS_DTYPES[dtypes[name].name], "shape": list(shape),
+                       "data_offsets": [offset, offset + nbytes]}
+        offset += nbytes
     head = json.dumps(index, separators=(",", ":")).encode()
     head += b" " * (-len(head) % 8)
     yield len(head).to_bytes(8, "little")
     yield head
-    for a in tensors.values():
-        if a.nbytes:
-            yield memoryview(np.ascontiguousarray(a)).cast("B")
+    written = 0
+    for chunk in data:
+        if chunk.nbytes:
+            written += chunk.nbytes
+            yield chunk
+    if written != offset:
+        raise OSError(f"the cache's tensors hold {written} bytes, not the {offset} declared")
 
 
 def _stride(name: str) -> int:
