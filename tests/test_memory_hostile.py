@@ -65,7 +65,8 @@ def test_use_before_init_raises_for_every_method():
     ids, f = np.zeros(3, np.int32), np.zeros(10, np.float32)
     for call in (m.prefault, m.state, lambda: m.state("low"), lambda: m.load(m.state()), m.get_weights,
                  lambda: m.set_weights(f), lambda: m.learn(ids), lambda: m.mix(ids, f, f, f),
-                 lambda: m.update(0, f, f, 0), lambda: m.score(ids, 0, f, f), m.field_sizes):
+                 lambda: m.update(0, f, f, 0), lambda: m.score(ids, 0, f, f), m.field_sizes, m.clear,
+                 lambda: m.load_field("uni", f, (0.0, 0.0, 0))):
         with pytest.raises(RuntimeError, match="not initialised"):
             call()
     assert m.chars == 0
@@ -172,6 +173,33 @@ def test_a_crafted_state_is_refused_and_the_memory_unchanged(case):
         m.kernel.load(s)
     assert m.kernel.state() == before
     m.mix(VOCAB.encode("frob"), uniform())
+
+
+def test_fields_load_one_at_a_time_checked_and_clear_empties():
+    a, b = small(), small(None)
+    s, counters = state(a), a.kernel.state("counters")
+    for name in ("uni", "high", "hist", "match0"):
+        b.kernel.load_field(name, s[name], counters, False)              # checked, not copied
+    assert b.chars == 0
+    bad = s["hist"].copy()
+    bad[1] = len(VOCAB)
+    with pytest.raises(ValueError, match="history holds an id"):
+        b.kernel.load_field("hist", bad, counters)
+    with pytest.raises(ValueError, match="no field"):
+        b.kernel.load_field("extra", bad, counters)
+    with pytest.raises(ValueError, match="wrong size"):
+        b.kernel.load_field("hist", bad[:-1], counters)
+    with pytest.raises(ValueError, match="match position"):
+        b.kernel.load_field("match0", s["match0"], (counters[0], counters[1], 0))
+    assert b.chars == 0
+    for name in sorted(s, key=lambda k: k == "mhit"):
+        if name != "counters":
+            b.kernel.load_field(name, s[name], counters)
+    assert b.kernel.state() == a.kernel.state()
+    weights = b.weights
+    b.kernel.clear()
+    assert b.chars == 0 and b.kernel.state() == Memory(VOCAB, weights=weights, **SMALL).kernel.state()
+    b.mix(VOCAB.encode("frob"), uniform())
 
 
 def test_a_sound_state_loads_and_predicts_the_same():

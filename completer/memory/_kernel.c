@@ -810,22 +810,23 @@ static PyObject *Memory_field_sizes(Memory *m, PyObject *noargs) {
     return d;
 }
 
-/* Is the state in `buf` (the fields in FIELDS order, sizes already checked) one this memory could
-   have written? Every number a prediction indexes or divides by is checked: a slot's symbol
+/* Is field f of a state (in `buf`, its size already checked) one this memory could have written,
+   given the state's counters? Every number a prediction indexes or divides by is checked: a slot's symbol
    (1..V: 0 with a count had ngram_predict write p[-1]), a bucket's total (the sum of its counts),
    history ids (< V: verify indexes cls by them), positions (<= n), the confidences' counts
    (0 <= hits <= tries, finite), the unigram counts and their totals, the mixer's weights (finite,
    |w| <= MAXW). NULL if sound, else what is wrong. */
-static const char *check_state(Memory *m, void *const *buf, double total, double types, uint64_t n) {
+static const char *check_field(Memory *m, int f, const void *buf, double total, double types, uint64_t n) {
     int V = m->V;
-    const double *uni = buf[0];
-    double sum = 0, kinds = 0;
-    if (!finite_in(uni, (size_t)V, 0, 9007199254740992.0)) return "a unigram count is negative or not finite";
-    for (int c = 0; c < V; c++) { sum += uni[c]; kinds += uni[c] > 0; }
-    if (!(total == sum && types == kinds)) return "the unigram totals disagree with the counts";
-    for (int t = 0; t < 2; t++) {
-        const Table *tb = t ? &m->high : &m->low;
-        const uint32_t *b = buf[1 + t];
+    if (f == 0) {                                   /* uni, with the counters */
+        const double *uni = buf;
+        double sum = 0, kinds = 0;
+        if (!finite_in(uni, (size_t)V, 0, 9007199254740992.0)) return "a unigram count is negative or not finite";
+        for (int c = 0; c < V; c++) { sum += uni[c]; kinds += uni[c] > 0; }
+        if (!(total == sum && types == kinds)) return "the unigram totals disagree with the counts";
+    } else if (f == 1 || f == 2) {                  /* low, high */
+        const Table *tb = f == 2 ? &m->high : &m->low;
+        const uint32_t *b = buf;
         size_t stride = 2 + (size_t)tb->slots;
         for (uint64_t i = 0; i <= tb->mask; i++, b += stride) {
             uint32_t count = 0;
@@ -841,19 +842,94 @@ static const char *check_state(Memory *m, void *const *buf, double total, double
             }
             if (count != b[1]) return "an n-gram bucket's total is not the sum of its counts";
         }
-    }
-    const uint16_t *hist = buf[3];
-    for (uint64_t i = 0; i <= m->hmask; i++) if (hist[i] >= V) return "the history holds an id outside the vocabulary";
-    for (int j = 0; j < NMATCH; j++) {
-        const uint32_t *t = buf[4 + j];
+    } else if (f == 3) {                            /* hist */
+        const uint16_t *hist = buf;
+        for (uint64_t i = 0; i <= m->hmask; i++) if (hist[i] >= V) return "the history holds an id outside the vocabulary";
+    } else if (f >= 4 && f < 4 + NMATCH) {          /* match0..5 */
+        const uint32_t *t = buf;
         for (uint64_t i = 0; i <= m->mmask; i++) if (t[i] > n) return "a match position is past the characters read";
+    } else if (f == 10 || f == 11) {                /* mhit, mtry: each checked here, hits <= tries at load */
+        const double *a = buf;
+        for (int i = 0; i < NMATCH * MBUCKETS; i++) if (!(a[i] >= 0 && a[i] < 1e300)) return "a match confidence count is out of range";
+    } else if (f == 12) {                           /* weights */
+        const float *w = buf;
+        for (int i = 0; i < NSETS * NIN; i++) if (!(w[i] >= -MAXW && w[i] <= MAXW)) return "a mixer weight is out of range or not finite";
+    }
+    return NULL;
+}
+
+/* Is the state in `buf` (the fields in FIELDS order, sizes already checked) one this memory could
+   have written? check_field for each, and hits <= tries across mhit and mtry. */
+static const char *check_state(Memory *m, void *const *buf, double total, double types, uint64_t n) {
+    for (int f = 0; f < NFIELDS; f++) {
+        const char *why = check_field(m, f, buf[f], total, types, n);
+        if (why) return why;
     }
     const double *hit = buf[10], *try_ = buf[11];
-    for (int i = 0; i < NMATCH * MBUCKETS; i++)
-        if (!(try_[i] >= 0 && try_[i] < 1e300 && hit[i] >= 0 && hit[i] <= try_[i])) return "a match confidence count is out of range";
-    const float *w = buf[12];
-    for (int i = 0; i < NSETS * NIN; i++) if (!(w[i] >= -MAXW && w[i] <= MAXW)) return "a mixer weight is out of range or not finite";
+    for (int i = 0; i < NMATCH * MBUCKETS; i++) if (!(hit[i] <= try_[i])) return "a match confidence count is out of range";
     return NULL;
+}
+
+/* load_field(name, buffer, counters, commit=True): one field of a state, checked as load checks it
+   (counters: the (uni_total, uni_types, n) of the whole state; "uni" takes them on), then copied
+   in if commit. For the cache's loader, so that the whole state never needs to be in memory at
+   once: it checks every field first (commit=False), then copies each (the memory must be one
+   that nothing else writes meanwhile: the project reader's, before it reads). "mhit" with
+   commit checks hits <= tries against the "mtry" already loaded, so "mtry" comes first. */
+static PyObject *Memory_load_field(Memory *m, PyObject *args) {
+    const char *name; PyObject *o; double total, types; unsigned long long n; int commit = 1;
+    if (!PyArg_ParseTuple(args, "sO(ddK)|p", &name, &o, &total, &types, &n, &commit)) return NULL;
+    if (need_ready(m) < 0) return NULL;
+    const char *fname[NFIELDS] = {FIELDS(FIELD_NAME)};
+    void *fptr[NFIELDS] = {FIELDS(FIELD_PTR)};
+    size_t fsize[NFIELDS] = {FIELDS(FIELD_SIZE)};
+    int f = 0;
+    while (f < NFIELDS && strcmp(fname[f], name) != 0) f++;
+    if (f == NFIELDS) return PyErr_Format(PyExc_ValueError, "memory state has no field %s", name);
+    Py_buffer view;
+    if (PyObject_GetBuffer(o, &view, PyBUF_C_CONTIGUOUS) < 0) return NULL;
+    const char *why = NULL;
+    if ((size_t)view.len != fsize[f]) why = "the wrong size";
+    else if ((uintptr_t)view.buf % 8) why = "not aligned to 8 bytes";
+    if (why) {
+        PyBuffer_Release(&view);
+        return PyErr_Format(PyExc_ValueError, "memory state %s has %s", name, why);
+    }
+    lock(m);
+    why = check_field(m, f, view.buf, total, types, (uint64_t)n);
+    if (!why && f == 10 && commit)
+        for (int i = 0; i < NMATCH * MBUCKETS; i++) if (!(((const double *)view.buf)[i] <= m->mtry[i / MBUCKETS][i % MBUCKETS])) {
+            why = "a match confidence count is out of range"; break;
+        }
+    if (!why && commit) {
+        memcpy(fptr[f], view.buf, fsize[f]);
+        if (f == 0) { m->uni_total = total; m->uni_types = types; m->n = n; }
+    }
+    unlock(m);
+    PyBuffer_Release(&view);
+    if (why) return PyErr_Format(PyExc_ValueError, "memory state refused: %s", why);
+    Py_RETURN_NONE;
+}
+
+/* clear(): forget everything read (the tables' pages go back to the OS; the weights stay) */
+static PyObject *Memory_clear(Memory *m, PyObject *noargs) {
+    (void)noargs;
+    if (need_ready(m) < 0) return NULL;
+    lock(m);
+    void *big[4 + NMATCH] = {m->low.b, m->high.b, m->hist};
+    size_t bytes[4 + NMATCH] = {table_bytes(&m->low), table_bytes(&m->high), hist_bytes(m)};
+    for (int j = 0; j < NMATCH; j++) { big[3 + j] = m->mtab[j]; bytes[3 + j] = mtab_bytes(m); }
+    for (int i = 0; i < 3 + NMATCH; i++) {
+#ifdef MADV_DONTNEED
+        if (madvise(big[i], big_size(bytes[i]), MADV_DONTNEED) == 0) continue;   /* anonymous: zero again */
+#endif
+        memset(big[i], 0, bytes[i]);
+    }
+    memset(m->uni, 0, (size_t)m->V * sizeof(double));
+    memset(m->mhit, 0, sizeof m->mhit); memset(m->mtry, 0, sizeof m->mtry);
+    m->uni_total = m->uni_types = 0; m->n = 0;
+    unlock(m);
+    Py_RETURN_NONE;
 }
 
 /* load(dict): put back what state() gave, all or nothing. Every field must be there with its
@@ -946,6 +1022,8 @@ static PyMethodDef Memory_methods[] = {
     {"state", (PyCFunction)Memory_state, METH_VARARGS, "state(name=None): a copy of every table (or one), as bytes (for the cache)"},
     {"load", (PyCFunction)Memory_load, METH_O, "put back what state() gave (checked: all or nothing)"},
     {"field_sizes", (PyCFunction)Memory_field_sizes, METH_NOARGS, "{name: bytes} of each field of state()"},
+    {"load_field", (PyCFunction)Memory_load_field, METH_VARARGS, "load_field(name, buffer, counters, commit=True): one field, checked"},
+    {"clear", (PyCFunction)Memory_clear, METH_NOARGS, "clear(): forget everything read (weights stay)"},
     {NULL}
 };
 

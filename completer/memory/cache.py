@@ -117,7 +117,12 @@ class Cache:
     # ---- reading --------------------------------------------------------------------------
     def load(self, memory, hashes: dict) -> bool:
         """Put the cached read into `memory` if the cache is there, fresh and sound. False: no
-        cache, or a stale one (nothing changed). CacheRefused: an unsound file (nothing changed)."""
+        cache, or a stale one (nothing changed). CacheRefused: an unsound file (nothing changed).
+
+        Bounded in memory: every table is checked first (the kernel's `load_field` without
+        copying), then each is copied in; either pass builds one full table at a time from its
+        sparse tensors (the whole state at once had been ~100 MB beside the tables). So `memory`
+        must be one that nothing else writes meanwhile (the project reader's, before it reads)."""
         from safetensors import safe_open
 
         try:
@@ -139,12 +144,28 @@ class Cache:
             if {k: header.get(k) for k in self._header(memory, hashes)} != self._header(memory, hashes):
                 return False
             counters = _counters(header.get("counters"))
-            full = _tables(f, memory.kernel.field_sizes())
-        full["counters"] = counters
-        try:
-            memory.kernel.load(full)
-        except ValueError as exc:
-            raise CacheRefused(str(exc)) from None
+            kernel = memory.kernel
+            sizes = kernel.field_sizes()
+            _check_names(f, sizes)
+            confidences = {}
+            for name, table in _tables(f, sizes):       # pass 1: every table checked, none copied
+                try:
+                    kernel.load_field(name, table, counters, False)
+                except ValueError as exc:
+                    raise CacheRefused(str(exc)) from None
+                if name in ("mhit", "mtry"):
+                    confidences[name] = table
+            if not (confidences["mhit"] <= confidences["mtry"]).all():
+                raise CacheRefused("memory state refused: a match confidence count is out of range")
+            weights = kernel.get_weights()
+            try:                                         # pass 2: copied in, one table at a time
+                last = {k: sizes[k] for k in sorted(sizes, key=lambda k: k == "mhit")}   # after mtry
+                for name, table in _tables(f, last):
+                    kernel.load_field(name, table, counters)
+            except Exception as exc:  # the file changed under us: the memory is emptied again
+                kernel.clear()
+                kernel.set_weights(np.frombuffer(weights, np.float32))
+                raise CacheRefused(f"changed while it was loaded ({_one_line(exc)})") from None
         return True
 
 
@@ -174,9 +195,9 @@ def _counters(raw) -> tuple:
     return float(total), float(types), n
 
 
-def _tables(f, sizes: dict) -> dict:
-    """Every table, full size, from the file's tensors: names, dtypes and shapes are checked on the
-    header first, then each tensor is read and spread into its table, one at a time."""
+def _check_names(f, sizes: dict) -> None:
+    """Every tensor save writes is there, with its dtype, and nothing else (checked on the header:
+    an unknown tensor is never read)."""
     expected = set()
     for name in sizes:
         expected.add(name)
@@ -188,46 +209,53 @@ def _tables(f, sizes: dict) -> dict:
     if keys != expected:
         extra, missing = sorted(keys - expected), sorted(expected - keys)
         raise CacheRefused(f"unknown tensor {extra[0]!r}" if extra else f"no tensor {missing[0]!r}")
-    shapes = {}
     for k in keys:
-        sl = f.get_slice(k)
         base = k.split(".")[0]
         want = "U32" if k != base else SAFETENSORS_DTYPES[np.dtype(DTYPES.get(base, np.uint32)).name]
-        if sl.get_dtype() != want:
-            raise CacheRefused(f"tensor {k!r} is {sl.get_dtype()}, not {want}")
-        shapes[k] = tuple(sl.get_shape())
-    full = {}
+        got = f.get_slice(k).get_dtype()
+        if got != want:
+            raise CacheRefused(f"tensor {k!r} is {got}, not {want}")
+
+
+def _tables(f, sizes: dict):
+    """(name, full table) for every table, one at a time, from the file's tensors (each shape is
+    checked on the header before the tensor is read); a lazy sequence, so that only one full
+    table (and its sparse form) is in memory at a time."""
+    def shape(k):
+        return tuple(f.get_slice(k).get_shape())
+
     for name, nbytes in sizes.items():
         dtype = np.dtype(DTYPES.get(name, np.uint32))
         size = nbytes // dtype.itemsize
-        shape = shapes[name]
         if name in SPARSE:
             stride = _stride(name)
-            n_rows = shapes[f"{name}.rows"]
-            if len(n_rows) != 1 or n_rows[0] > size // stride or shape != (n_rows[0], stride):
+            n_rows = shape(f"{name}.rows")
+            if len(n_rows) != 1 or n_rows[0] > size // stride or shape(name) != (n_rows[0], stride):
                 raise CacheRefused(f"tensor {name!r} has the wrong shape")
             rows = _increasing(f.get_tensor(f"{name}.rows"), size // stride, name)
             a = np.zeros((size // stride, stride), dtype)
             a[rows] = f.get_tensor(name)
+            del rows
         elif name in POSITIONS:
-            n_at = shapes[f"{name}.at"]
-            if len(n_at) != 1 or n_at[0] > size or shape != n_at:
+            n_at = shape(f"{name}.at")
+            if len(n_at) != 1 or n_at[0] > size or shape(name) != n_at:
                 raise CacheRefused(f"tensor {name!r} has the wrong shape")
             at = _increasing(f.get_tensor(f"{name}.at"), size, name)
             a = np.zeros(size, dtype)
             a[at] = f.get_tensor(name)
+            del at
         elif name == "hist":
-            if len(shape) != 1 or shape[0] > size:
+            n_hist = shape(name)
+            if len(n_hist) != 1 or n_hist[0] > size:
                 raise CacheRefused("the history is longer than the memory's")
             a = np.zeros(size, dtype)
-            a[:shape[0]] = f.get_tensor(name)
+            a[:n_hist[0]] = f.get_tensor(name)
         else:
-            if shape != (size,):
+            if shape(name) != (size,):
                 raise CacheRefused(f"tensor {name!r} has the wrong shape")
-            a = f.get_tensor(name)
-        full[name] = np.ascontiguousarray(a).reshape(-1)
+            a = np.ascontiguousarray(f.get_tensor(name))
+        yield name, a.reshape(-1)
         del a
-    return full
 
 
 def _increasing(idx: np.ndarray, bound: int, name: str) -> np.ndarray:
