@@ -484,3 +484,31 @@ def test_the_repl_context_stays_bounded_and_nothing_is_read_twice(tiny_checkpoin
     session.submit("y" * 5_000_000)                                  # one huge cell: cut inside it
     assert len(session.context) <= MAX_CONTEXT
     assert session.complete("", 0) is not None and len(engine.text(URI)) <= MAX_CONTEXT
+
+
+def test_a_huge_unknown_tensor_is_refused_before_it_is_read(tmp_path):
+    """The audit's 1.5 GB extra tensor behind a valid header (a sparse file here): refused on the
+    header, in well under a second, without reading it (the file is read, never mapped)."""
+    import resource
+    import time
+
+    cache = saved(tmp_path)
+    huge = 1_500_000_000
+    raw = cache.path.read_bytes()
+    n = struct.unpack("<Q", raw[:8])[0]
+    index = json.loads(raw[8:8 + n])
+    end = max(v["data_offsets"][1] for k, v in index.items() if k != "__metadata__")
+    index["zz_huge"] = {"dtype": "U8", "shape": [huge], "data_offsets": [end, end + huge]}
+    head = json.dumps(index).encode()
+    head += b" " * (-len(head) % 8)
+    cache.path.write_bytes(struct.pack("<Q", len(head)) + head + raw[8 + n:])
+    os.truncate(cache.path, 8 + len(head) + end + huge)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t = time.perf_counter()
+    with pytest.raises(CacheRefused, match="unknown tensor 'zz_huge'"):
+        cache.load(small(None), {"a.py": "1"})
+    assert time.perf_counter() - t < 1.0
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100_000      # KiB
+    os.truncate(cache.path, 8 + len(head) + end + 10)                                  # declared past the end
+    with pytest.raises(CacheRefused, match="outside the file"):
+        cache.load(small(None), {"a.py": "1"})

@@ -18,9 +18,10 @@ memory is touched, with the reason (CacheRefused): a file not owned by the user,
 not JSON, a tensor that is missing or unknown, a dtype or shape the tables do not have (checked
 on the header, before any tensor is read: an extra 1.5 GB tensor costs nothing), rows or
 positions out of range or out of order, non-finite or negative counters; the kernel then checks
-every value a prediction indexes or divides by (`_kernel.Memory.load`). The file is written
+every value a prediction indexes or divides by (`_kernel.Memory.load_field`). The file is written
 atomically and readable by its owner only (0600, in a 0700 folder): it holds what was read of the
-user's code.
+user's code. Saving and loading hold one table at a time beside the memory's own (and the file is
+read, not mapped: completer.memory.tensors).
 """
 from __future__ import annotations
 
@@ -91,6 +92,7 @@ class Cache:
         error, and the cache is not written). With a full memory this peaked at ~170 MB above the
         tables (every sparse copy at once) and the process at 338 MB reading /; now ~35 MB above."""
         from completer.model.checkpoint import atomic_write
+        from completer.memory.tensors import write
 
         kernel = memory.kernel
         names = list(kernel.field_sizes())
@@ -111,8 +113,8 @@ class Cache:
         header = dict(self._header(memory, hashes), counters=[total, types, n])
         _private_dir(self.path.parent)
         dtypes = {k: np.dtype(np.uint32) if "." in k else np.dtype(DTYPES.get(k, np.uint32)) for k in shapes}
-        atomic_write(self.path, _safetensors(shapes, dtypes, {"completer": json.dumps(header)},
-                                             _sparse_bytes(kernel, names, shapes)), private=True)
+        atomic_write(self.path, write(shapes, dtypes, {"completer": json.dumps(header)},
+                                      _sparse_bytes(kernel, names, shapes)), private=True)
 
     # ---- reading --------------------------------------------------------------------------
     def load(self, memory, hashes: dict) -> bool:
@@ -123,7 +125,7 @@ class Cache:
         copying), then each is copied in; either pass builds one full table at a time from its
         sparse tensors (the whole state at once had been ~100 MB beside the tables). So `memory`
         must be one that nothing else writes meanwhile (the project reader's, before it reads)."""
-        from safetensors import safe_open
+        from completer.memory.tensors import FormatError, TensorFile
 
         try:
             st = os.stat(self.path)
@@ -136,9 +138,9 @@ class Cache:
         if st.st_mode & 0o022:
             raise CacheRefused("writable by other users")
         try:
-            f = safe_open(str(self.path), framework="numpy")
-        except Exception as exc:  # safetensors' own errors: a truncated or foreign file
-            raise CacheRefused(f"not a safetensors file ({_one_line(exc)})") from None
+            f = TensorFile(self.path)
+        except FormatError as exc:  # a truncated or foreign file
+            raise CacheRefused(f"not a cache file: {exc}") from None
         with f:
             header = _metadata(f)
             if {k: header.get(k) for k in self._header(memory, hashes)} != self._header(memory, hashes):
@@ -212,7 +214,7 @@ def _check_names(f, sizes: dict) -> None:
     for k in keys:
         base = k.split(".")[0]
         want = "U32" if k != base else SAFETENSORS_DTYPES[np.dtype(DTYPES.get(base, np.uint32)).name]
-        got = f.get_slice(k).get_dtype()
+        got = f.dtype(k)
         if got != want:
             raise CacheRefused(f"tensor {k!r} is {got}, not {want}")
 
@@ -221,8 +223,7 @@ def _tables(f, sizes: dict):
     """(name, full table) for every table, one at a time, from the file's tensors (each shape is
     checked on the header before the tensor is read); a lazy sequence, so that only one full
     table (and its sparse form) is in memory at a time."""
-    def shape(k):
-        return tuple(f.get_slice(k).get_shape())
+    shape = f.shape
 
     for name, nbytes in sizes.items():
         dtype = np.dtype(DTYPES.get(name, np.uint32))
@@ -283,6 +284,8 @@ SLICE = 1 << 16     # rows or positions gathered at a time while writing
 
 
 def _sparse_bytes(kernel, names, shapes):
+    from completer.memory.tensors import raw
+
     """The tensors' bytes in the order of `shapes` (pass 2 of Cache.save), one table at a time."""
     for name in names:
         a = _table(kernel, name)
@@ -290,41 +293,12 @@ def _sparse_bytes(kernel, names, shapes):
             idx = np.flatnonzero(a[:, 0] if name in SPARSE else a).astype(np.uint32)
             if len(idx) != shapes[name][0]:
                 raise OSError(f"the memory changed while its cache was written ({name})")
-            yield _raw(idx)
+            yield raw(idx)
             for i in range(0, len(idx), SLICE):
-                yield _raw(a[idx[i:i + SLICE]])
+                yield raw(a[idx[i:i + SLICE]])
         else:
-            yield _raw(a[:shapes[name][0]])
+            yield raw(a[:shapes[name][0]])
         del a
-
-
-def _raw(a: np.ndarray) -> memoryview:
-    """An array's bytes (a memoryview of a view cast to "B" fails when it is empty)."""
-    return memoryview(np.ascontiguousarray(a).reshape(-1).view(np.uint8))
-
-
-def _safetensors(shapes: dict, dtypes: dict, metadata: dict, data):
-    """A safetensors file as a sequence of buffers: the 8-byte header length, the JSON header
-    (padded to 8 bytes) declaring each tensor of `shapes` in order, then `data` (their bytes, in
-    the same order, in as many pieces as it likes), as `safetensors.numpy.save` lays them out,
-    without joining them. An empty tensor (an empty project's tables) has no bytes."""
-    index, offset = {"__metadata__": metadata}, 0
-    for name, shape in shapes.items():
-        nbytes = int(np.prod(shape, dtype=np.int64)) * dtypes[name].itemsize
-        index[name] = {"dtype": SAFETENSORS_DTYPES[dtypes[name].name], "shape": list(shape),
-                       "data_offsets": [offset, offset + nbytes]}
-        offset += nbytes
-    head = json.dumps(index, separators=(",", ":")).encode()
-    head += b" " * (-len(head) % 8)
-    yield len(head).to_bytes(8, "little")
-    yield head
-    written = 0
-    for chunk in data:
-        if chunk.nbytes:
-            written += chunk.nbytes
-            yield chunk
-    if written != offset:
-        raise OSError(f"the cache's tensors hold {written} bytes, not the {offset} declared")
 
 
 def _stride(name: str) -> int:
