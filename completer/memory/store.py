@@ -27,7 +27,7 @@ from completer.memory import _kernel
 SIZES = {"order": 16, "low_log2": 14, "high_log2": 19, "history_log2": 23, "match_log2": 21}
 CONTEXT = _kernel.CONTEXT      # characters before the cursor a prediction looks at
 INPUTS, SETS = _kernel.INPUTS, _kernel.SETS
-CHUNK = 1024                   # characters per kernel call while reading: a prediction waits at most ~3 ms
+CHUNK = 256                    # characters per kernel call while reading: a prediction waits ~1 ms for one
 
 
 def char_class(c: str) -> int:
