@@ -3,10 +3,11 @@
 The kernel is compiled again with gcc `-fsanitize=address,undefined` into a temporary folder,
 and a separate Python (with the ASan runtime preloaded: Python itself is not instrumented) runs
 the memory's tests with that build in place of the installed one: its contract and the engine's
-use (test_memory.py), hostile states, cache files and workspaces (test_memory_hostile.py) and the
-hypothesis fuzzers (test_memory_fuzz.py). Any report fails: UBSan halts on its first error, ASan
-aborts on its first, and the output is searched for either's banner. A probe extension with a
-deliberate heap overflow checks first that the harness does catch one. ~1 minute on 2 cores.
+use (test_memory.py), hostile calls, states and workspaces (test_memory_hostile.py), crafted cache
+files (test_memory_cache.py) and the hypothesis fuzzers (test_memory_fuzz.py). Any report fails:
+UBSan halts on its first error, ASan aborts on its first, and the output is searched for either's
+banner. A probe extension with a deliberate heap overflow checks first that the harness does catch
+one. 35 s on 2 cores at load average ~10, 90-125 s at 15-18.
 """
 import os
 import shutil
@@ -98,7 +99,8 @@ def test_memory_tests_and_fuzzers_give_no_sanitizer_report(sanitized):
     check = ("import completer.memory._kernel as k, os; "
              "assert k.__file__ == os.environ['SANITIZED_KERNEL'], k.__file__")
     cmd = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "sanitized_kernel", "-p", "no:cacheprovider",
-           "tests/test_memory.py", "tests/test_memory_hostile.py", "tests/test_memory_fuzz.py"]
+           "tests/test_memory.py", "tests/test_memory_hostile.py", "tests/test_memory_cache.py",
+           "tests/test_memory_fuzz.py"]
     p = subprocess.run([sys.executable, "-c", "import sanitized_kernel; " + check], env=env, cwd=ROOT,
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, p.stderr[-2000:]                        # the sanitized build is the one tested
