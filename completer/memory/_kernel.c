@@ -177,7 +177,7 @@ static int ngram_predict(Memory *m, const int32_t *ctx, int L, double *p) {
             double cnt = s[i] & 0xffffu;
             int c = (int)(s[i] >> 16) - 1;
             types++;
-            if (c < V && cnt > D) p[c] += G * (cnt - D) / N;
+            if (c >= 0 && c < V && cnt > D) p[c] += G * (cnt - D) / N;   /* (load checks symbols too) */
         }
         G *= D * types / N;
     }
