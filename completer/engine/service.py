@@ -164,6 +164,20 @@ class Engine(Learning):
             if self._adapted:
                 self._note_edit(uri, start + len(new_text))
 
+    def drop_prefix(self, uri, n: int) -> None:
+        """Forget a document's first n characters (a REPL's oldest context, so that it stays
+        bounded): its states go (their offsets moved), and what the memory read of the rest
+        stays read, so nothing is counted twice."""
+        with self._lock:
+            doc = self._doc(uri)
+            n = max(0, min(int(n), len(doc.text)))
+            if not n:
+                return
+            new = self._docs[uri] = DocCache(doc.text[n:], self.cache_states)
+            new.fed = max(0, doc.fed - n)
+            if uri in self._adapted:
+                self._adapted[uri] = self._new_adapt(len(new.text))
+
     def close(self, uri) -> None:
         with self._lock:
             self._docs.pop(uri, None)
@@ -285,7 +299,11 @@ class Engine(Learning):
     def _feed(self, doc, offset, memory) -> None:
         """Under the lock: the memory reads the text before the cursor's line it has not read yet,
         as typed (the mixer first learns from its last prediction, if the character after it is
-        now known). The cursor's own line is read once a newline ends it (see the module's doc)."""
+        now known). The cursor's own line is read once a newline ends it (see the module's doc).
+        Not while `memory.reading` (the project reader fills it for the cache, which must hold
+        only files on disk): the text waits, and is read at the first completion after."""
+        if memory.reading:   # a project read for the cache: typed text waits (fed, seen, pending stay)
+            return
         text = doc.text
         a = doc.seen
         if a != offset:
