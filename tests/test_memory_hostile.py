@@ -315,7 +315,7 @@ def test_the_repl_context_stays_bounded_and_nothing_is_read_twice(tiny_checkpoin
     cell = "".join(f"value_{i} = compute({i})\n" for i in range(400))      # ~9 KB
     session.submit(cell)
     session.complete("x = ", 4)
-    assert engine.memory.chars == len(cell) + 4                     # the cell and "x = " as typed
+    assert engine.memory.chars == len(cell)                         # the cell ("x = ", the cursor's line, is context)
     for k in range(40):                                              # ~360 KB submitted
         session.submit(cell.replace("value", f"v{k}"))
         assert len(session.context) <= MAX_CONTEXT
@@ -323,7 +323,7 @@ def test_the_repl_context_stays_bounded_and_nothing_is_read_twice(tiny_checkpoin
         assert engine.text(URI) == session.context + "x = "
     assert KEEP_CONTEXT <= len(session.context) <= MAX_CONTEXT and session.context.startswith("v")
     total = len(cell) + sum(len(cell.replace("value", f"v{k}")) for k in range(40))
-    assert engine.memory.chars == total + 4 * 41                     # each character read once
+    assert engine.memory.chars == total                              # each line read once
     session.submit("y" * 5_000_000)                                  # one huge cell: cut inside it
     assert len(session.context) <= MAX_CONTEXT
     assert session.complete("", 0) is not None and len(engine.text(URI)) <= MAX_CONTEXT

@@ -312,6 +312,8 @@ class Engine(Learning):
         now known). The cursor's own line is read once a newline ends it (see the module's doc).
         Not while `memory.reading` (the project reader fills it for the cache, which must hold
         only files on disk): the text waits, and is read at the first completion after."""
+        if memory.reading:   # a project read for the cache: typed text waits (fed, seen, pending stay)
+            return
         text = doc.text
         a = doc.seen
         if a != offset:
@@ -322,7 +324,7 @@ class Engine(Learning):
             doc.seen = offset
         line = text.rfind("\n", 0, offset) + 1
         a = doc.fed
-        if a >= line or memory.reading:   # a project read for the cache: typed text waits (fed stays)
+        if a >= line:
             return
         ctx = max(0, a - CONTEXT)
         memory.learn(self.vocab.encode(text[ctx:line]), a - ctx)
