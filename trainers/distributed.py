@@ -131,6 +131,12 @@ class World:
             mine += recv[r]
         self.comm.Allgather(mine, flat.reshape(N, C))
 
+    def gather_ints(self, value: int) -> list:
+        """Every rank's integer, in rank order, on every rank."""
+        out = np.zeros(self.size, np.int64)
+        self.comm.Allgather(np.array([value], np.int64), out)
+        return out.tolist()
+
     def gather_rows(self, a: np.ndarray, rows: list) -> np.ndarray | None:
         """Rank 0 gets the (sum(rows), ...) stack of every rank's (rows[r], ...) float32 array."""
         a = np.ascontiguousarray(a, np.float32)
@@ -263,6 +269,10 @@ class DistributedRun(Run):
         self._full = None
         self._minutes_up = False
         self._layout()
+        from completer.system.blas import openblas_threads
+
+        # what each rank's OpenBLAS really runs with (0: not OpenBLAS), for the log
+        self.blas_threads = w.gather_ints(openblas_threads() or 0)
 
     def _init_from_state(self, repo, out, state: bytes) -> None:
         """A rank other than 0: everything from rank 0's resume state."""
@@ -333,7 +343,10 @@ class DistributedRun(Run):
 
     def _start(self) -> None:
         if self.world.root:
-            return super()._start()
+            super()._start()
+            self.log(f"mpi: {self.world.size} ranks of {', '.join(map(str, self.rows))} streams; BLAS threads "
+                     f"per rank {', '.join(map(str, self.blas_threads))}")
+            return
         self._metrics_file = _NullFile()
 
     def _stop_for(self, local):
