@@ -280,7 +280,7 @@ class DistributedRun(Run):
 
         t = load(state)
         meta = json.loads(_metadata(state)[STATE_KEY])
-        self.repo, self.out, self.given = Path(repo).expanduser(), Path(out).expanduser(), {}
+        self.repo, self.out, self.given = Path("."), Path(out).expanduser(), {}
         self.resume, self.init, self.force, self.verbose = False, None, False, False
         self.log = lambda msg: None
         self.opts = meta["options"]
@@ -288,6 +288,7 @@ class DistributedRun(Run):
         self.model = CharModel(ModelConfig(**meta["model"]), params={})
         self.digest, self.corpus = meta["digest"], None
         self.train_files, self.val_files, self.held_files, self.val_ids = [], [], [], None
+        self.weights, self.unknown = {}, None
         self.streams = _Positionless()
         self.rng = np.random.default_rng(self.opts["seed"])
         self.best_val, self.best_step, self.bad_vals, self.last_val, self.validated_step = None, None, 0, None, -1
@@ -322,7 +323,7 @@ class DistributedRun(Run):
             self.step += 1
             raise Agreed(str(self._diverged(loss)))
         norm = optim.clip_global_norm(grads, o["clip"])
-        lr = optim.learning_rate(self.step, o["lr"], o["warmup"], self.total_steps)
+        lr = optim.learning_rate(self.step, o["lr"], self.warmup, self.total_steps)
         self.optimizer.step(self.model.params, grads, lr)
         return loss, norm, lr
 

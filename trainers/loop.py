@@ -44,7 +44,8 @@ RUN_FILES = (checkpoint.BEST, checkpoint.LAST, STATE, METRICS, PLOT)
 DEFAULTS = dict(cell="lstm", hidden=256, layers=1, embed=64, dropout=0.0, weight_drop=0.0,
                 batch=32, seq=128, lr=None, optimizer="adam", clip=5.0, warmup=None, weight_decay=0.0, ema=0.0,
                 seed=0, val_fraction=0.1, val_files=[], val_every=100, val_chars=250_000, patience=10,
-                log_every=10, include=[], heldout=[], max_file_bytes=corpus_mod.MAX_FILE_BYTES)
+                log_every=10, include=[], heldout=[], max_file_bytes=corpus_mod.MAX_FILE_BYTES,
+                vocab_size=None, min_count=1)
 BUDGET_KEYS = ("steps", "epochs", "minutes")
 DEFAULT_EPOCHS = 20
 LN2 = math.log(2)
@@ -111,7 +112,12 @@ def read_state_meta(path: Path) -> dict:
 class Run:
     def __init__(self, repo, out, options: dict, resume: bool = False, init=None, force: bool = False,
                  verbose: bool = False, log=None):
-        self.repo, self.out = Path(repo).expanduser(), Path(out).expanduser()
+        # repo: one folder, or [(folder, weight)] (several repositories, `--corpus FILE`)
+        self.sources = [(Path(d).expanduser(), int(w)) for d, w in repo] if isinstance(repo, list) else \
+            [(Path(repo).expanduser(), 1)]
+        self.repo = self.sources[0][0] if len(self.sources) == 1 else Path(os.path.commonpath(
+            [str(d.resolve()) for d, _ in self.sources]))
+        self.out = Path(out).expanduser()
         self.given = dict(options)
         self.resume, self.init, self.force, self.verbose = resume, init, force, verbose
         self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
@@ -147,6 +153,11 @@ class Run:
             raise CompleterError(f"--lr must be a positive number, got {opts['lr']!r}")
         if opts["optimizer"] not in optim.OPTIMIZERS:
             raise CompleterError(f"unknown optimizer {opts['optimizer']!r}; available: {', '.join(optim.OPTIMIZERS)}")
+        if opts["vocab_size"] is not None and (not isinstance(opts["vocab_size"], int) or opts["vocab_size"] < 2):
+            raise CompleterError(f"--vocab-size must be a whole number >= 2 (one character and the unknown "
+                                 f"symbol), got {opts['vocab_size']!r}")
+        if not isinstance(opts["min_count"], int) or opts["min_count"] < 1:
+            raise CompleterError(f"--min-count must be a whole number >= 1, got {opts['min_count']!r}")
         for key in ("val_fraction", "weight_drop", "ema"):
             if not 0 <= opts[key] < 1:
                 raise CompleterError(f"--{key.replace('_', '-')} must be in [0, 1), got {opts[key]!r}")
@@ -180,31 +191,38 @@ class Run:
         self.opts = o = self._resolve_options(saved["options"] if saved else None)
 
         # corpus and split
-        c = corpus_mod.discover(self.repo, o["include"], o["max_file_bytes"])
+        for d, _ in self.sources:
+            if not d.is_dir():
+                raise CompleterError(f"{d}: no such directory")
+        c, weights = corpus_mod.discover_many(self.sources, o["include"], o["max_file_bytes"])
         if not c.files:
             raise CompleterError(f"{self.repo}: no usable source files (skipped {c.skip_summary()})")
         self.train_files, self.val_files, self.held_files = corpus_mod.split(
-            c.files, o["val_fraction"], o["seed"], o["heldout"], o["val_files"])
-        self.digest = corpus_mod.digest(self.train_files, self.val_files)
+            c.files, o["val_fraction"], o["seed"], o["heldout"], o["val_files"], o["val_chars"])
+        self.weights = {f.path: weights[f.path] for f in self.train_files if f.path in weights}
+        self.digest = corpus_mod.digest(self.train_files, self.val_files, self.weights)
         if saved and saved["digest"] != self.digest:
             raise CompleterError(f"--resume: the corpus under {self.repo} changed since the run started "
                                  f"(digest differs); start a new run (--force) or fine-tune with --init")
         self.corpus = c
-        train_text = "".join(f.text for f in self.train_files)
 
         # vocabulary and model
+        self.unknown = None  # (characters, occurrences) of the training text mapped to the unknown symbol
         if saved:
             self.vocab = Vocab(saved["vocab"])
             config = ModelConfig(**saved["model"])
             self.model = CharModel(config, params={})
         elif self.init is not None:
-            self.model, self.vocab = self._init_from(self.init, train_text)
+            self.model, self.vocab = self._init_from(self.init, self._char_counts())
         else:
-            self.vocab = Vocab(train_text)
+            self.vocab, *self.unknown = corpus_mod.capped_vocab(self._char_counts(), o["vocab_size"], o["min_count"])
             config = ModelConfig(o["cell"], len(self.vocab), o["embed"], o["hidden"], o["layers"], o["dropout"],
                                  o["weight_drop"])
             self.model = CharModel(config, seed=o["seed"])  # CompleterError for an unknown cell or bad size
-        docs = [self.vocab.encode(f.text) for f in self.train_files]
+        docs = []
+        for f in self.train_files:  # a file of weight W is W documents (shuffled apart every epoch)
+            ids = self.vocab.encode(f.text)
+            docs.extend([ids] * self.weights.get(f.path, 1))
         self.streams = Streams(docs, o["batch"], o["seq"], o["seed"])
         # a big repo's 10% would make every validation cost more than the training between them
         self.val_ids = self.vocab.encode("".join(f.text for f in self.val_files))[: o["val_chars"]]
@@ -212,8 +230,6 @@ class Run:
             raise CompleterError("the validation files hold fewer than 2 characters; raise --val-fraction")
         self.total_steps = (o["steps"] if o["steps"] is not None else
                             math.ceil(o["epochs"] * self.streams.windows_per_epoch) if o["epochs"] is not None else None)
-        if o["warmup"] is None:
-            o["warmup"] = min(100, self.total_steps // 10) if self.total_steps else 100
         self.optimizer = None if saved else self._optimizer(self.model.params)
         self.rng = np.random.default_rng(o["seed"])
         self.hidden = self.model.zero_state(o["batch"]) if not saved else None
@@ -224,16 +240,32 @@ class Run:
         if saved:
             self._load_state(state_path, saved)
 
-    def _init_from(self, path, train_text):
+    @property
+    def warmup(self) -> int:
+        """--warmup, else derived from the budget as it is now (so a resume with a larger budget
+        warms up as a run started with that budget would)."""
+        if self.opts["warmup"] is not None:
+            return self.opts["warmup"]
+        return min(100, self.total_steps // 10) if self.total_steps else 100
+
+    def _char_counts(self) -> dict:
+        counts = {}
+        for f in self.train_files:
+            w = self.weights.get(f.path, 1)
+            for ch, n in corpus_mod.char_counts(f.text).items():
+                counts[ch] = counts.get(ch, 0) + n * w
+        return counts
+
+    def _init_from(self, path, counts):
         """Fine-tuning: the checkpoint's weights, its vocabulary extended with the new repo's characters
-        (their embedding rows and output columns initialised fresh)."""
+        up to --vocab-size (their embedding rows and output columns initialised fresh)."""
         o = self.opts
         old, old_vocab, meta = checkpoint.load(path)
         for k in ("cell", "hidden", "layers", "embed"):
             if self.given.get(k) is not None and self.given[k] != getattr(old.config, k):
                 raise CompleterError(f"--{k} {self.given[k]} contradicts --init {path} ({k} {getattr(old.config, k)})")
             o[k] = getattr(old.config, k)
-        vocab = old_vocab.extended(train_text)
+        vocab, *self.unknown = corpus_mod.capped_vocab(counts, o["vocab_size"], o["min_count"], base=old_vocab)
         config = ModelConfig(old.config.cell, len(vocab), old.config.embed, old.config.hidden,
                              old.config.layers, o["dropout"], o["weight_drop"])
         model = CharModel(config, seed=o["seed"])
@@ -396,10 +428,23 @@ class Run:
                 f"{_files(len(self.train_files))} ({self.streams.N:,} chars), validation {_files(len(self.val_files))} "
                 f"({nval:,} chars{used}){held}; "
                 f"skipped {c.skip_summary()}\n"
+                f"{self._describe_vocab()}"
                 f"model: {o['cell']} hidden {self.model.config.hidden} x {self.model.config.layers} layers, embed "
                 f"{self.model.config.embed}, vocabulary {len(self.vocab)}, {self.model.n_params():,} parameters; "
                 f"{o['optimizer']} lr {o['lr']:g}, batch {o['batch']} x seq {o['seq']}, "
                 f"{self.streams.windows_per_epoch} steps per epoch")
+
+    def _describe_vocab(self) -> str:
+        """'vocabulary: ...' line: what the cap left to the unknown symbol (nothing on --resume)."""
+        if not self.unknown:
+            return ""
+        n, occ = self.unknown
+        total = sum(len(f.text) * self.weights.get(f.path, 1) for f in self.train_files)
+        cap = f"--vocab-size {self.opts['vocab_size']}" if self.opts["vocab_size"] else ""
+        cap += (", " if cap else "") + f"--min-count {self.opts['min_count']}" if self.opts["min_count"] > 1 else ""
+        return (f"vocabulary: {len(self.vocab)} symbols" + (f" ({cap})" if cap else "") +
+                f"; {n:,} other characters ({occ:,} occurrences, {occ / max(total, 1):.4%} of the training "
+                f"text) read as the unknown symbol\n")
 
     def train(self) -> dict:
         self._start()
@@ -501,7 +546,7 @@ class Run:
         o = self.opts
         loss, grads, self.hidden = self.model.loss_and_grads(x, y, self.hidden, drop_rng)
         norm = optim.clip_global_norm(grads, o["clip"])
-        lr = optim.learning_rate(self.step, o["lr"], o["warmup"], self.total_steps)
+        lr = optim.learning_rate(self.step, o["lr"], self.warmup, self.total_steps)
         self.optimizer.step(self.model.params, grads, lr)
         return loss, norm, lr
 
