@@ -485,11 +485,34 @@ class Run:
         except OSError as exc:
             raise self._write_error(exc) from None
 
+    def on_disk(self) -> tuple[dict, int | None]:
+        """({checkpoint name: step} of the servable checkpoints in RUN_DIR, resume state's step or
+        None): what a failed write left, read from the files themselves (a save writes last, best,
+        then the state, so a full disk can leave checkpoints without a resume state)."""
+        found = {}
+        for name in (checkpoint.BEST, checkpoint.LAST):
+            try:
+                found[name] = checkpoint.read_metadata(self.out / name)["train"]["step"]
+            except (CompleterError, OSError, KeyError, TypeError):
+                continue
+        try:
+            state = read_state_meta(self.out / STATE)["step"] if (self.out / STATE).is_file() else None
+        except (CompleterError, KeyError, TypeError):
+            state = None
+        return found, state
+
     def _write_error(self, exc: OSError) -> CompleterError:
         what = f"{exc.strerror or exc}" + (f" ({exc.filename})" if exc.filename else "")
-        saved = (f"the last complete save (step {self.saved_step}) is intact; free space and continue with "
-                 f"--resume" if self.saved_step is not None else
-                 "nothing was saved yet; free space and start over with --force")
+        found, state = self.on_disk()
+        ckpts = " and ".join(f"{n} (step {st})" for n, st in found.items())
+        if state is not None:
+            saved = (f"on disk: {ckpts + ' and ' if ckpts else ''}the resume state (step {state}); free space "
+                     f"and continue with --resume")
+        elif found:
+            saved = (f"on disk: {ckpts}, servable, but no resume state; free space and start over with --force, "
+                     f"or fine-tune from {self.out / next(iter(found))} with --init")
+        else:
+            saved = "nothing was saved yet; free space and start over with --force"
         return CompleterError(f"cannot write to {self.out}: {what}; every file there is whole, {saved}")
 
     def _done(self) -> str | None:
