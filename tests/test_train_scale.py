@@ -61,7 +61,7 @@ def test_corpus_file_on_the_command_line(repos, tmp_path, capsys):
     assert rc == 0, err
     assert "corpus: 9 files" in err and "alpha/" not in err.split("\n")[0].split("under")[0]
     meta = checkpoint.read_metadata(tmp_path / "run" / "best.safetensors")
-    assert meta["train"]["corpus"]["train_files"] == 9
+    assert meta["train"]["corpus"]["train_files"] + len(meta["train"]["corpus"]["val_files"]) == 9
     bad = tmp_path / "bad.txt"
     bad.write_text(f"{a} twice\n")
     assert main(["train", "--corpus", str(bad), "--out", str(tmp_path / "r2"), *TINY]) == 2
