@@ -83,7 +83,7 @@ def start():
         return None
     node = comm.Split_type(MPI.COMM_TYPE_SHARED, key=comm.Get_rank())
     set_threads(blas_threads(node.Get_size()))
-    from completer_trainers.distributed import World
+    from completer_trainers.world import World
 
     return World(comm, node)
 
@@ -104,7 +104,7 @@ def main(argv=None) -> int:
     if world is None:
         print("run under an MPI launcher with 2 or more ranks", file=sys.stderr)
         return 2
-    from completer_trainers.distributed import bench
+    from completer_trainers.world import bench
 
     from completer.system.blas import openblas_threads
 
