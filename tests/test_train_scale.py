@@ -181,3 +181,22 @@ def test_fetch_unpacks_prunes_and_writes_the_corpus_file(tmp_path, capsys):
     manifest.write_text("toy-pkg==1.0 -../etc\n")
     assert fetch.main([str(manifest), str(dest)]) == 2
     assert "neither xWEIGHT nor -PATH" in capsys.readouterr().err
+
+
+def test_progress_rate_and_eta_follow_the_recent_steps(repos, tmp_path, monkeypatch):
+    """After a slow start, the progress line's rate and ETA are the last minute's, not the session's."""
+    from completer_trainers import report
+
+    a, _ = repos
+    run = Run(a, tmp_path / "p", dict(OPTS, steps=10_000))
+    clock = [0.0]
+    monkeypatch.setattr(report.time, "perf_counter", lambda: clock[0])
+    cpw = run.streams.chars_per_window
+    # 10 steps in the first 100 s (10 s of training each), then 100 steps a second
+    run.step, clock[0] = 10, 100.0
+    line = run._progress(10, 100.0, 0.0)
+    assert f"{report._fmt_count(cpw / 10)} chars/s" in line and "ETA 27h45m" in line
+    for k in range(1, 121):
+        run.step, clock[0] = 10 + 10 * k, 100.0 + k
+        line = run._progress(10 + 10 * k, 100.0 + k, 0.0)
+    assert f"{report._fmt_count(10 * cpw)} chars/s" in line and "ETA 14m39s" in line

@@ -6,6 +6,8 @@ import time
 
 from completer.model import checkpoint
 
+RECENT_S = 60.0   # seconds of steps behind the progress line's rate and ETA
+
 def _fmt_count(n: float) -> str:
     return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.1f}k" if n >= 1e3 else f"{n:.0f}"
 
@@ -52,15 +54,25 @@ class Report:
                 f"text) read as the unknown symbol\n")
 
     def _progress(self, session_steps: int, session_train_s: float, session_start: float) -> str:
-        o = self.opts
-        cps = session_steps * self.streams.chars_per_window / session_train_s if session_train_s else 0.0
+        """The progress line. Rate and ETA are over the last RECENT_S seconds (the session's start
+        when it is younger): a run of hours on a shared machine meets changing loads, and a
+        session-long average answers them an hour late."""
+        o, now = self.opts, time.perf_counter()
+        samples = self.__dict__.setdefault("_rate_samples", [])  # (wall, step, session train seconds)
+        if not samples:                                           # the session's start
+            samples.append((session_start, self.step - session_steps, 0.0))
+        samples.append((now, self.step, session_train_s))
+        while len(samples) > 2 and now - samples[1][0] >= RECENT_S:
+            samples.pop(0)
+        w0, s0, t0 = samples[0]
+        steps, wall, train_s = self.step - s0, now - w0, session_train_s - t0
+        cps = steps * self.streams.chars_per_window / train_s if train_s > 0 else 0.0
         total = f"/{self.total_steps}" if self.total_steps else ""
         val = f"{self.last_val:.3f}" if self.last_val is not None else "-"
         loss = f"{self.train_bpc:.3f}" if self.train_bpc is not None else "-"
         eta = "?"
-        wall_per_step = (time.perf_counter() - session_start) / max(session_steps, 1)
         if self.total_steps:
-            eta = _fmt_duration(max(0, self.total_steps - self.step) * wall_per_step)
+            eta = _fmt_duration(max(0, self.total_steps - self.step) * wall / max(steps, 1))
         elif o["minutes"] is not None:
             eta = _fmt_duration(max(0.0, o["minutes"] * 60 - self.seconds))
         return (f"step {self.step}{total}  epoch {self.epoch:.2f}  loss {loss} bpc  val {val} bpc  "
