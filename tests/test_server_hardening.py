@@ -173,7 +173,7 @@ def test_closed_documents_give_their_memory_back(completer_exe, tmp_path):
     """200 documents of 100 KB open, each completed once (LSTM-256), add ~32 MB of RSS; once they are
     closed glibc's malloc used to keep ~13 MB of it in its free lists; the server trims them after
     each close (+2 MB measured). Without the project memory, which keeps what it read by design
-    (bounded by its fixed tables, see README "Project memory")."""
+    (bounded by its fixed tables, see docs/memory.md)."""
     server = Raw(completer_exe, make_checkpoint(tmp_path / "h256.safetensors", hidden=256),  # states of 2 KB
                  "--no-memory")
     try:

@@ -47,7 +47,7 @@ from completer.engine.search import CONTEXT, Search
 from completer.engine.stops import Stopper, continues_identifier, finish
 from completer.errors import CompleterError
 
-DEFAULT_CONTEXT = 512   # W: see README "Completion engine" for how it was chosen
+DEFAULT_CONTEXT = 512   # W: see docs/engine.md for how it was chosen
 log = logging.getLogger("completer.engine")
 
 

@@ -11,7 +11,7 @@ About 100 MiB at most; `Memory(vocab, high_log2=21, ...)` changes them. Past the
 oldest text is forgotten by the match models; the n-gram's buckets replace their least used.
 
 Starting weights: the mixer's weights at start (SETS x INPUTS float32) are learnt offline, by
-reading a corpus through the network and the memory (`completer memory-fit`, see README), and
+reading a corpus through the network and the memory (`completer eval ... --save-mixer`, see docs/memory.md), and
 ship beside the checkpoint as NAME.mixer.json; without that file the kernel's defaults are used.
 """
 from __future__ import annotations

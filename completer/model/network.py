@@ -76,7 +76,7 @@ class CharModel:
         rng = np.random.default_rng(seed) if rng is None else rng
         c = self.config
         # N(0, 1) as torch.nn.Embedding: with 0.1 the input barely reaches the gates at first and
-        # training on requests was ~1.5x slower to reach the same loss (measured, README "Shipped model")
+        # training on requests was ~1.5x slower to reach the same loss (measured, docs/model.md)
         p = {"embed": rng.standard_normal((c.vocab_size, c.embed)).astype(dtype)}
         for l, cell in enumerate(self.cells):
             for k, v in cell.init_params(rng, dtype).items():

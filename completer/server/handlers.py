@@ -8,7 +8,7 @@ str offsets.
 
 Settings come from `initializationOptions` and `workspace/didChangeConfiguration`
 (`settings.completer` or `settings` itself): model, mode, decoder, temperature, threshold,
-maxChars, n, adapt, adaptLr, memory. See the README's "Editor protocol" section.
+maxChars, n, adapt, adaptLr, memory. See docs/protocol.md.
 
 Project memory (setting `memory`, on unless `serve --no-memory`): the workspace named by
 `initialize` (`workspaceFolders`, else `rootUri`, else `rootPath`) is read into the engine's

@@ -9,7 +9,7 @@ beside it). So the serving frontends (REPL, serve, IPython, ptpython) call `adap
 daemon thread samples /proc/stat every INTERVAL seconds and sets OpenBLAS to one thread while
 the other processes together use more than BUSY of a core, to every core otherwise.
 
-Measured with `completer bench --no-train --load 2` (see the README's "Editor protocol"); how
+Measured with `completer bench --no-train --load 2` (see docs/protocol.md); how
 the threshold was picked is there too. The thread count is changed at run time through
 OpenBLAS's own `openblas_set_num_threads` (ctypes on the library numpy loaded), which keeps the
 threads it created and only changes how many the next call uses. An OPENBLAS_NUM_THREADS the

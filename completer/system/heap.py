@@ -3,7 +3,7 @@
 A closed document's text, line index and cached model states are freed by Python, but glibc's
 malloc keeps most freed small blocks (below its mmap threshold, which rises up to 32 MB as
 larger blocks come and go) in the process's heap for reuse, so RSS stays near its peak. Measured
-with `completer serve` and the shipped model (README, "Editor protocol"): 200 documents of 100 KB
+with `completer serve` and the shipped model (docs/protocol.md): 200 documents of 100 KB
 open took RSS from 49 to 96 MB and closing them all left 80; with `trim()` after each close it
 falls back to ~55. `malloc_trim(0)` releases the free pages (madvise) and costs ~1 ms; on other C
 libraries (musl, macOS) `trim` does nothing.

@@ -28,7 +28,7 @@
 ;; `basic' (prefix) style in its buffers, so eglot's sort by the server's `sortText', which is
 ;; the model's order, is the order shown.
 ;;
-;; Settings (see completer's README, "Editor protocol"), e.g. hiding menu items the model gives
+;; Settings (see completer's docs/protocol.md), e.g. hiding menu items the model gives
 ;; less than 1%:  (setq-default eglot-workspace-configuration '(:completer (:threshold 0.01)))
 ;;
 ;; lsp-mode: `(completer-lsp-mode-setup)' registers `completer serve' as an add-on client for
