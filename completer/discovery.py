@@ -12,6 +12,9 @@ UTF-8 text, skipping what a user would not want to learn from and counting why:
                unreadable, or a symlink to a file already taken.
 Text is decoded as UTF-8 (a BOM is dropped) with `\\r\\n` turned into `\\n`, as an editor shows it.
 
+`walk(root, skip, ...)` is the same walk as a generator, one file read at a time, for readers that
+must stay bounded in memory (the project memory's: it stops once it has enough, and with
+`contained=True` never leaves the folder through a symbolic link nor enters /proc or /sys).
 The walk is iterative (an explicit stack, not recursion), so depth is bounded only by the file
 system's path length, not by Python's recursion limit. File names that are not valid UTF-8 keep
 the operating system's bytes as surrogate escapes (`os.fsdecode`); `display(path)` makes one printable.
@@ -121,65 +124,111 @@ def read_source(path, max_bytes: int = MAX_FILE_BYTES) -> tuple[str | None, str 
 
 def discover(root, include=(), max_bytes: int = MAX_FILE_BYTES) -> Corpus:
     """Every usable source file under `root`, sorted by path, and what was skipped and why."""
+    skipped, skipped_dirs = {}, {}
+
+    def skip(reason, rel, is_dir):
+        (skipped_dirs if is_dir else skipped).setdefault(reason, []).append(rel)
+
+    files = [SourceFile(rel, text) for _, rel, text in walk(root, skip, include, max_bytes)]
+    files.sort(key=lambda f: f.path)
+    return Corpus(Path(root).expanduser(), files, skipped, skipped_dirs)
+
+
+# pseudo file systems: no source there, and walking them is slow (/proc) or endless (/sys's links)
+VIRTUAL_FS = {"proc", "sysfs", "devtmpfs", "devpts", "cgroup", "cgroup2", "securityfs", "debugfs", "tracefs",
+              "pstore", "bpf", "mqueue", "hugetlbfs", "configfs", "fusectl", "binfmt_misc", "autofs",
+              "efivarfs", "rpc_pipefs", "nsfs"}
+
+
+def _virtual_mounts() -> set:
+    try:
+        with open("/proc/self/mounts", "rb") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return set()
+    out = set()
+    for line in lines:
+        parts = line.split()
+        if len(parts) > 2 and parts[2].decode("ascii", "replace") in VIRTUAL_FS:
+            out.add(os.fsdecode(parts[1].replace(b"\\040", b" ")))
+    return out
+
+
+def _inside(path: str, top: str) -> bool:
+    return path == top or path.startswith(top.rstrip(os.sep) + os.sep)
+
+
+def walk(root, skip, include=(), max_bytes: int = MAX_FILE_BYTES, contained: bool = False):
+    """Yield (path, repo-relative path, text) for each usable source file under `root`, one at a
+    time, reading each only when it is reached (a caller that stops iterating stops the walk, and
+    at most one file's text is held here). skip(reason, rel, is_dir) is told what is left out.
+    contained=True (the project reader): never leave `root` through a symbolic link (a link whose
+    target lies outside is skipped, "outside the folder"), and never enter a pseudo file system
+    (/proc, /sys, ...: "system"); a directory reached through a link is walked once."""
     root = Path(root).expanduser()
     if not root.exists():
-        raise CompleterError(f"no such directory: {root}")
+        raise CompleterError(f"no such directory: {display(str(root))}")
     if not root.is_dir():
-        raise CompleterError(f"not a directory: {root}")
+        raise CompleterError(f"not a directory: {display(str(root))}")
     include = list(include or [])
-    files, skipped, skipped_dirs = [], {}, {}
+    top = os.path.realpath(root) if contained else None
+    virtual = _virtual_mounts() if contained else set()
+    # (dev, ino) of the directories walked: every one (loops through links), or when contained,
+    # only those reached through a link (a loop needs one; a walk of / meets ~10^5 directories)
     seen_dirs, seen_files = set(), set()
-
-    def skip(d, reason, rel):
-        d.setdefault(reason, []).append(rel)
-
-    stack = [(str(root), "")]                                   # (path, repo-relative path)
+    stack = [(str(root), "", True)]                             # (path, repo-relative path, via a link)
     while stack:
-        path, rel = stack.pop()
+        path, rel, linked = stack.pop()
         try:
-            st = os.stat(path)
-            if (st.st_dev, st.st_ino) in seen_dirs:
-                skip(skipped_dirs, "symlink loop", rel)
-                continue
-            seen_dirs.add((st.st_dev, st.st_ino))
+            if linked or not contained:
+                st = os.stat(path)
+                if (st.st_dev, st.st_ino) in seen_dirs:
+                    skip("symlink loop", rel, True)
+                    continue
+                seen_dirs.add((st.st_dev, st.st_ino))
             with os.scandir(path) as it:
                 entries = sorted(it, key=lambda e: e.name)
         except OSError:
-            skip(skipped_dirs, "unreadable", rel or ".")
+            skip("unreadable", rel or ".", True)
             continue
         subdirs = []
         for e in entries:
             erel = f"{rel}/{e.name}" if rel else e.name
             try:
                 is_dir = e.is_dir()  # follows symlinks; a broken link is neither dir nor file
+                is_link = contained and e.is_symlink()
             except OSError:
-                is_dir = False
+                is_dir = is_link = False
+            if is_link and not _inside(os.path.realpath(e.path), top):
+                if is_dir or _wanted(erel, e.name, include):
+                    skip("outside the folder", erel, is_dir)
+                continue
             if is_dir:
                 reason = _dir_skip_reason(e.name, e.path)
+                if not reason and contained and e.path in virtual:
+                    reason = "system"
                 if reason:
-                    skip(skipped_dirs, reason, erel)
+                    skip(reason, erel, True)
                 else:
-                    subdirs.append((e.path, erel))
+                    subdirs.append((e.path, erel, is_link))
                 continue
             if not _wanted(erel, e.name, include):
                 continue
             try:
                 st = os.stat(e.path)
             except OSError:
-                skip(skipped, "unreadable", erel)
+                skip("unreadable", erel, False)
                 continue
             if not stat.S_ISREG(st.st_mode):
-                skip(skipped, "not a regular file", erel)
+                skip("not a regular file", erel, False)
                 continue
             if (st.st_dev, st.st_ino) in seen_files:
-                skip(skipped, "duplicate (symlink)", erel)
+                skip("duplicate (symlink)", erel, False)
                 continue
             seen_files.add((st.st_dev, st.st_ino))
             text, reason = read_source(e.path, max_bytes)
             if reason:
-                skip(skipped, reason, erel)
+                skip(reason, erel, False)
             else:
-                files.append(SourceFile(erel, text))
+                yield e.path, erel, text
         stack.extend(reversed(subdirs))                         # depth first, in name order
-    files.sort(key=lambda f: f.path)
-    return Corpus(root, files, skipped, skipped_dirs)

@@ -11,6 +11,7 @@ that exits each show a message. The model: the bigram of tests/test_emacs_tmux.p
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import sysconfig
@@ -190,4 +191,44 @@ def test_menu_through_jupyter_lsp(tmp_path, prefix, completer_exe):
         assert saved(ws, 1, "zabde") == "zabde"
         assert server_processes(str(log))
         page.get_by_text(f"completer: command not found: {tmp_path / 'nowhere' / 'completer'}").wait_for(timeout=10_000)
+    assert not wait_gone(str(log))
+
+
+def test_bad_states_say_so(tmp_path, prefix, completer_exe):
+    """One JupyterLab session through the plugin's bad states, each a notification: a model that
+    does not load, then (the file fixed) ghost text, then the server killed; typing starts a new
+    server and ghost text is back."""
+    model = make_bigram_checkpoint(tmp_path / "menu.safetensors", MENU_RULES)
+    good = model.read_bytes()
+    model.write_bytes(b"this is not a checkpoint\n" * 4)          # corrupt, until fixed below
+    log = tmp_path / "serve.log"  # also what marks this test's server processes
+    command = [*completer_exe, "serve", "--log-file", str(log)]
+    # no project memory: it would learn from the typed "import \n" lines that a newline follows
+    with jupyterlab(tmp_path, prefix, {"Completer": {"command": command, "model": str(model), "memory": False}}) as (page, proc, ws):
+        page.keyboard.type("import ", delay=30)
+        said = page.get_by_text("completer: the server did not start:")
+        said.first.wait_for(timeout=30_000)
+        time.sleep(1)                                       # more keystrokes, more failed starts: still one message
+        assert len(said.all_inner_texts()) == 1, said.all_inner_texts()
+        assert "not a safetensors checkpoint" in said.inner_text() and model.name in said.inner_text(), said.inner_text()
+        assert not wait_gone(str(log))                      # the failed server is not left running
+
+        model.write_bytes(good)
+        page.keyboard.press("Enter")
+        page.keyboard.type("import ", delay=30)
+        page.locator(GHOST, has_text="os").first.wait_for(timeout=30_000)
+        servers = server_processes(str(log))
+        assert len(servers) == 1, servers
+        os.kill(servers[0], signal.SIGKILL)                  # the server dies under the notebook
+        assert not wait_gone(str(log))
+        page.keyboard.press("Enter")
+        page.keyboard.type("import ", delay=30)
+        said = page.get_by_text("completer: the server exited").first
+        said.wait_for(timeout=30_000)
+        assert "SIGKILL" in said.inner_text() and "typing starts it again" in said.inner_text(), said.inner_text()
+        page.keyboard.press("Enter")                          # ...and typing does
+        page.keyboard.type("import ", delay=30)
+        page.locator(GHOST, has_text="os").first.wait_for(timeout=30_000)
+        assert len(server_processes(str(log))) == 1
+        page.screenshot(path=str(tmp_path / "restarted.png"))
     assert not wait_gone(str(log))

@@ -9,7 +9,9 @@ request. The contract (a plugin subclasses `Decoder`):
               the empty continuation; `search.logprobs(hyps)` -> (B, V) float32 log-probabilities
               of the next character of each live hypothesis (one batched model step);
               `search.extend(hyp, i, lp)` -> a new Hyp with character id `i` (log-prob `lp`)
-              appended and `.done` set when the mode's stop rule ends it; `search.check()`
+              appended and `.done` set when the mode's stop rule ends it, or when the
+              repetition guard does (`.looped`: it began a loop, and is cut before it; see
+              completer.engine.guard: a search may prune such hypotheses); `search.check()`
               raises Cancelled if the request was cancelled, OutOfTime past its budget
               (call it once per character and let both propagate: the engine answers an
               OutOfTime with the hypothesis extended last, `search.partial()`).
@@ -104,13 +106,15 @@ class Beam(Decoder):
 
     A hypothesis's score is its total log-probability including the character that ended it
     (e.g. the newline of a line), so it ranks whole continuations. The search stops once n are
-    finished and no live hypothesis can still beat the n-th (scores only fall)."""
+    finished and no live hypothesis can still beat the n-th (scores only fall). A hypothesis the
+    repetition guard ended (`looped`: it began a loop) is pruned; cut before its loop, it answers
+    only if no other finishes."""
     name = "beam"
     deterministic = True
 
     def decode(self, search, req, rng):
         width, n = req.beam, req.n
-        live, finished = [search.root()], []
+        live, finished, pruned = [search.root()], [], []
         while live:
             search.check()
             lp = search.logprobs(live)                              # (B, V)
@@ -124,9 +128,9 @@ class Beam(Decoder):
             for j in best:
                 b, i = divmod(int(j), V)
                 h = search.extend(live[b], i, lp[b, i])
-                (finished if h.done else nxt).append(h)
+                (pruned if getattr(h, "looped", False) else finished if h.done else nxt).append(h)
             live = nxt
             finished.sort(key=lambda h: -h.score)
             if len(finished) >= n and (not live or live[0].score <= finished[n - 1].score):
                 break
-        return finished
+        return finished or sorted(pruned, key=lambda h: -h.score)[:n]

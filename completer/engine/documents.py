@@ -40,6 +40,7 @@ class DocCache:
         self.heads: dict = {}                     # start -> (pos, state), the latest per read
         self.max_pos = -1                         # the largest pos in saved, for cheap edits
         self.fed = 0                              # the project memory has read text[:fed]
+        self.seen = 0                             # its latest prediction was at seen (text[:seen] unchanged since)
         self.pending = None                       # (pos, (set, inputs, lp)): the mixer's last
                                                   # prediction at pos, learnt once text[pos] is typed
         self.behind = None                        # (start, pos): that read is due to reach pos (Engine.idle)
@@ -59,6 +60,7 @@ class DocCache:
     def changed(self, e: int) -> None:
         """The text changed from offset e on: what the memory read or predicted past e is stale."""
         self.fed = min(self.fed, e)
+        self.seen = min(self.seen, e)
         if self.pending is not None and self.pending[0] >= e:
             self.pending = None
         self.invalidate(e)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from completer.engine.guard import Guard
 from completer.engine.requests import Cancelled, OutOfTime
 from completer.engine.stops import Stopper
 
@@ -27,6 +28,8 @@ class Hyp:
     stopper: Stopper
     pending: int | None = None
     keep: int | None = None      # set when finished: how many of ids the stop rule keeps
+    guard: Guard | None = None   # the repetition guard (completer.engine.guard) of these ids
+    looped: bool = False         # finished by the guard: ids[keep:] began a loop
 
     @property
     def done(self) -> bool:
@@ -36,15 +39,18 @@ class Hyp:
 class Search:
     """The model seen by a decoder for one request (see completer.engine.decoders for the contract)."""
 
-    def __init__(self, net, vocab, state, stopper, cancel, memory=None, context=None, deadline=None):
+    def __init__(self, net, vocab, state, stopper, cancel, memory=None, context=None, deadline=None,
+                 text: str = ""):
         """memory: a completer.memory.Memory to mix with the network (None: the network alone);
         context: (L,) int32 ids of the text before the cursor, which the memory conditions on
         (extended by each hypothesis's own characters: nothing generated is ever counted);
-        deadline: a time.perf_counter() value past which check() raises OutOfTime."""
+        deadline: a time.perf_counter() value past which check() raises OutOfTime;
+        text: the text before the cursor, for the repetition guard (a repetition it shows is no
+        loop)."""
         self.net, self.vocab, self.cancel, self.memory = net, vocab, cancel, memory
         self.deadline, self._checked = deadline, None
         self.latest = None      # the hypothesis extended last: what a request out of time returns
-        self._root = Hyp([], [], 0.0, [tuple(a.copy() for a in s) for s in state], stopper)
+        self._root = Hyp([], [], 0.0, [tuple(a.copy() for a in s) for s in state], stopper, guard=Guard(text))
         self._chars = vocab.symbols
         # (2 * CONTEXT,) int32: [CONTEXT - len(context), CONTEXT) holds the context, what follows a
         # hypothesis's ids (written per prediction: one array, no list joined and converted)
@@ -100,16 +106,28 @@ class Search:
             else:  # the context before the cursor, then the hypothesis's own characters
                 self._buf[CONTEXT:CONTEXT + n] = h.ids
                 ctx = self._buf[max(self._start, n):CONTEXT + n]
-            out[b], s, inputs = self.memory.mix(ctx, z[b])
+            out[b], s, inputs = self.memory.mix(ctx, z[b], min(n, CONTEXT))
             if h is self._root and self.root_mix is None:
                 self.root_mix = (s, inputs, out[b].copy())
         return out
 
     def extend(self, hyp: Hyp, i: int, lp: float) -> Hyp:
+        """hyp with character i appended; finished when the stop rule ends it, or when the
+        repetition guard finds it starting a loop (then cut before the loop, `looped` set)."""
         stopper = hyp.stopper.copy()
-        keep = stopper.push(self._chars[i])
+        ch = self._chars[i]
+        keep = stopper.push(ch)
+        looped = False
+        guard = hyp.guard
+        if guard is not None and guard.n == len(hyp.ids):
+            guard = guard.copy()
+            cut = guard.push(ch)
+            if cut is not None and (keep is None or cut < keep):
+                keep, looped = cut, True
+        else:   # a hypothesis made outside extend: the engine checks its text once finished
+            guard = None
         self.latest = Hyp(hyp.ids + [int(i)], hyp.lps + [float(lp)], hyp.score + float(lp), hyp.state,
-                          stopper, pending=int(i), keep=keep)
+                          stopper, pending=int(i), keep=keep, guard=guard, looped=looped)
         return self.latest
 
     def partial(self) -> Hyp | None:
@@ -123,5 +141,5 @@ class Search:
         if k and (chars[h.ids[k - 1]].isalnum() or chars[h.ids[k - 1]] == "_"):
             while k and (chars[h.ids[k - 1]].isalnum() or chars[h.ids[k - 1]] == "_"):
                 k -= 1
-        return Hyp(h.ids, h.lps, h.score, h.state, h.stopper, keep=k) if k else None
+        return Hyp(h.ids, h.lps, h.score, h.state, h.stopper, keep=k, guard=h.guard, looped=h.looped) if k else None
 

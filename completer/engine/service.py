@@ -22,10 +22,14 @@ nothing else mutates (cells return new states), so the REPL may ask from a worke
 Memory (opt-in here, on in every frontend: `Engine.from_checkpoint(..., memory=True)` or
 `engine.set_memory(True)`). Every prediction mixes the network with the project memory
 (completer.memory) in `Search.logprobs`. Before a completion at offset p, the memory reads the
-document's text before p that it has not read yet (`_feed`, as typed; an edit before what it
-read moves its mark back), and the mixer learns from its previous prediction in that document
-once the real character is known. Decoding conditions the memory on the generated characters and
-counts none. With memory on a completion depends on what the memory has read, not on the text
+document's text before p's line that it has not read yet (`_feed`, as typed: whole lines; an edit
+before what it read moves its mark back), and the mixer learns from its previous prediction in
+that document once the real character is known. The line being typed is context, never history:
+had the memory read it, every model in it (n-gram and match models alike) would find the text
+just typed in its history and continue it with itself (`def add(a, b` -> `add(a, badd(a, b...`,
+the first suggestions of every new project). Decoding conditions the memory on the generated
+characters and counts none (and the match models never follow an occurrence that agrees with
+generated characters only: Search passes their number). With memory on a completion depends on what the memory has read, not on the text
 alone; off, everything is as if it never existed.
 
 Adaptation: see completer.engine.learning (the Engine's `set_adapt` and its learning thread).
@@ -39,7 +43,9 @@ import time
 
 import numpy as np
 
+from completer.engine import syntax
 from completer.engine.documents import DocCache, common_prefix
+from completer.engine.guard import cut_loop
 from completer.engine.learning import Learning
 from completer.engine.net import Net
 from completer.engine.requests import CancelToken, Cancelled, Completion, OutOfTime, Request
@@ -158,6 +164,20 @@ class Engine(Learning):
             if self._adapted:
                 self._note_edit(uri, start + len(new_text))
 
+    def drop_prefix(self, uri, n: int) -> None:
+        """Forget a document's first n characters (a REPL's oldest context, so that it stays
+        bounded): its states go (their offsets moved), and what the memory read of the rest
+        stays read, so nothing is counted twice."""
+        with self._lock:
+            doc = self._doc(uri)
+            n = max(0, min(int(n), len(doc.text)))
+            if not n:
+                return
+            new = self._docs[uri] = DocCache(doc.text[n:], self.cache_states)
+            new.fed = max(0, doc.fed - n)
+            if uri in self._adapted:
+                self._adapted[uri] = self._new_adapt(len(new.text))
+
     def close(self, uri) -> None:
         with self._lock:
             self._docs.pop(uri, None)
@@ -257,7 +277,7 @@ class Engine(Learning):
         out, search = self._decode(start, req, decoder, cancel, net, memory, received)
         if search is not None and search.root_mix is not None:
             with self._lock:
-                if self._docs.get(uri) is doc and doc.fed == offset:
+                if self._docs.get(uri) is doc and doc.seen == offset:
                     doc.pending = (offset, search.root_mix)
         return out
 
@@ -277,19 +297,28 @@ class Engine(Learning):
         return self._decode(start, req, decoder, cancel, self.net, memory, received)[0]
 
     def _feed(self, doc, offset, memory) -> None:
-        """Under the lock: the memory reads the text before the cursor it has not read yet, as
-        typed (the mixer first learns from its last prediction there, if that was at doc.fed)."""
-        a = doc.fed
-        if a >= offset:
+        """Under the lock: the memory reads the text before the cursor's line it has not read yet,
+        as typed (the mixer first learns from its last prediction, if the character after it is
+        now known). The cursor's own line is read once a newline ends it (see the module's doc).
+        Not while `memory.reading` (the project reader fills it for the cache, which must hold
+        only files on disk): the text waits, and is read at the first completion after."""
+        if memory.reading:   # a project read for the cache: typed text waits (fed, seen, pending stay)
             return
         text = doc.text
-        if doc.pending is not None and doc.pending[0] == a:
-            s, inputs, lp = doc.pending[1]
-            memory.update(s, inputs, lp, self.vocab.id(text[a]))
-        doc.pending = None
+        a = doc.seen
+        if a != offset:
+            if doc.pending is not None and doc.pending[0] == a < offset:
+                s, inputs, lp = doc.pending[1]
+                memory.update(s, inputs, lp, self.vocab.id(text[a]))
+            doc.pending = None
+            doc.seen = offset
+        line = text.rfind("\n", 0, offset) + 1
+        a = doc.fed
+        if a >= line:
+            return
         ctx = max(0, a - CONTEXT)
-        memory.learn(self.vocab.encode(text[ctx:offset]), a - ctx)
-        doc.fed = offset
+        memory.learn(self.vocab.encode(text[ctx:line]), a - ctx)
+        doc.fed = line
 
     def _decoder(self, name):
         from completer.registry import registry
@@ -309,7 +338,10 @@ class Engine(Learning):
             return None
         state = self._state_at(doc, offset, net, ahead=doc is self._scratch)
         ids = self.vocab.encode(text[max(0, offset - CONTEXT):offset]) if self.memory is not None else None
-        return state, text[self.block_start(offset):offset], suffix, ids
+        start = self.block_start(offset)
+        # the string open where the context begins, for the syntax check of line/block suggestions
+        begin = syntax.quote_before(text, start) if req.mode in ("line", "block") else (None, 0)
+        return state, text[start:offset], suffix, ids, begin
 
     def _decode(self, start, req, decoder, cancel, net, memory, received):
         """Outside the lock: decoding reads the model and its own copy of the state (and the
@@ -319,10 +351,10 @@ class Engine(Learning):
         suggestion now beats a whole line after the next keystroke (a busy machine's case)."""
         if start is None:
             return [], None
-        state, context, suffix, ids = start
+        state, context, suffix, ids, begin = start
         deadline = received + req.budget_ms / 1000 if req.budget_ms else None
         search = Search(net, self.vocab, state, Stopper(req.mode, context, req.max_chars), cancel,
-                        memory=memory, context=ids, deadline=deadline)
+                        memory=memory, context=ids, deadline=deadline, text=context)
         cut = False
         try:
             rng = None if decoder.deterministic else np.random.default_rng(req.seed)
@@ -336,9 +368,17 @@ class Engine(Learning):
             log.exception("decoder %s failed", req.decoder)
             raise CompleterError(f"decoder {req.decoder!r} failed: {type(exc).__name__}: {exc}") from None
         out, seen = [], set()
+        line_ends = not suffix.split("\n", 1)[0].strip()   # nothing after the cursor on its line
         for h in hyps:
             keep = h.keep if h.keep is not None else len(h.ids)
-            done = finish(self.vocab.decode(h.ids[:keep]), req.mode, suffix)
+            text = self.vocab.decode(h.ids[:keep])
+            if h.guard is None or h.guard.n != len(h.ids):
+                # not extended through Search.extend (a plugin's own hypotheses): the guard's
+                # rule once, on the finished text, so that no loop reaches a client either way
+                text = cut_loop(context, text)
+            if req.mode in ("line", "block"):   # never a line left worse than the user's own
+                text = syntax.check(context, text, line_ends and not cut and len(text) < req.max_chars, begin)
+            done = finish(text, req.mode, suffix)
             if not done or done in seen:
                 continue
             seen.add(done)

@@ -52,6 +52,7 @@
 #define HIGH_SLOTS 14   /* orders >= 3: few followers (a 64-byte bucket) */
 #define MBUCKETS 16     /* match confidence classes by length */
 #define NCAND 8         /* occurrences remembered per match key (a power of two) */
+#define MAXW 1e6f       /* a mixer weight beyond this is no learnt weight (z would overflow float) */
 
 typedef struct {
     uint32_t *b;        /* buckets of (2 + slots) words: tag, total, then (sym + 1) << 16 | count */
@@ -79,6 +80,7 @@ typedef struct {
     float lr;
     pthread_mutex_t lock;       /* the tables: one reader (learn) or predictor at a time */
     int locked_ok;
+    int ready;                  /* __init__ succeeded: every table is allocated (methods check it) */
 } Memory;
 
 #define IDENT(m, c) ((m)->cls[c] >= 1 && (m)->cls[c] <= 3)
@@ -175,7 +177,7 @@ static int ngram_predict(Memory *m, const int32_t *ctx, int L, double *p) {
             double cnt = s[i] & 0xffffu;
             int c = (int)(s[i] >> 16) - 1;
             types++;
-            if (c < V && cnt > D) p[c] += G * (cnt - D) / N;
+            if (c >= 0 && c < V && cnt > D) p[c] += G * (cnt - D) / N;   /* (load checks symbols too) */
         }
         G *= D * types / N;
     }
@@ -288,14 +290,18 @@ static void match_slots(Memory *m, const int32_t *ctx, int L, int *mn, uint64_t 
     }
 }
 
-static int match_predict(Memory *m, int j, int mn, uint64_t at, const uint16_t *c16, int L, int *len) {
+/* gen: how many of ctx's last characters a decoder generated. An occurrence that agrees with
+   them only (k <= gen) is never followed: that agreement is the model's own doing (it chose those
+   characters, often because this very occurrence suggested them), not evidence, and following it
+   is how a continuation copies text after itself. Reading real text passes 0. */
+static int match_predict(Memory *m, int j, int mn, uint64_t at, const uint16_t *c16, int L, int gen, int *len) {
     *len = 0;
     if (!mn) return -1;
     uint32_t *slot = m->mtab[j] + at, P = 0;
     int k = -1;
     for (int i = 0; i < tries[j]; i++) {
         int ki = verify(m, j, mn, slot[i], c16, L);
-        if (ki > k) { k = ki; P = slot[i]; }
+        if (ki > k && ki > gen) { k = ki; P = slot[i]; }
     }
     if (k < 0) return -1;
     *len = j == 2 ? mn : k;
@@ -321,7 +327,7 @@ static void learn_one(Memory *m, const int32_t *ctx, int L, int y) {
     narrow(ctx, L, c16);
     match_slots(m, ctx, L, mn, at);
     for (int j = 0; j < NMATCH; j++) {   /* the match models' confidence learns from real text */
-        int len, pred = match_predict(m, j, mn[j], at[j], c16, L, &len);
+        int len, pred = match_predict(m, j, mn[j], at[j], c16, L, 0, &len);
         if (pred >= 0) { int b = len_bucket(len); m->mtry[j][b]++; m->mhit[j][b] += pred == y; }
         if (mn[j]) {   /* the key's occurrences shift by one, this one first */
             uint32_t *slot = m->mtab[j] + at[j];
@@ -335,7 +341,7 @@ static void learn_one(Memory *m, const int32_t *ctx, int L, int y) {
 }
 
 /* Mixing: inputs (NIN, V) float32 rows filled here; out (V,) the mixture's log-probabilities */
-static int mix(Memory *m, const int32_t *ctx, int L, const float *net, float *in, float *out, double *p) {
+static int mix(Memory *m, const int32_t *ctx, int L, int gen, const float *net, float *in, float *out, double *p) {
     int V = m->V, best = 0;
     for (int c = 1; c < V; c++) if (net[c] > net[best]) best = c;
     /* the network's row normalised here, so that logits and log-probabilities mix the same */
@@ -352,7 +358,7 @@ static int mix(Memory *m, const int32_t *ctx, int L, const float *net, float *in
     narrow(ctx, L, c16);
     match_slots(m, ctx, L, mn, at);
     for (int j = 0; j < NMATCH; j++) {
-        int len, pred = match_predict(m, j, mn[j], at[j], c16, L, &len);
+        int len, pred = match_predict(m, j, mn[j], at[j], c16, L, gen, &len);
         float *row = in + (2 + j) * V;
         if (pred < 0 || pred >= V) { for (int c = 0; c < V; c++) row[c] = 0; continue; }
         double conf = match_conf(m, j, len);
@@ -405,6 +411,9 @@ static void mixer_update(Memory *m, int s, const float *in, const float *out, in
 }
 
 /* ---- Python glue --------------------------------------------------------------------------- */
+/* One file (over the project's ~400-line guideline): the per-character loops above are static
+   functions the compiler inlines into learn/mix/score; the glue below checks every argument and
+   every loaded state before the loops may index with it (issue 23), so both halves stay together. */
 /* take the tables' mutex, letting other Python threads run while waiting for it */
 static void lock(Memory *m) {
     if (pthread_mutex_trylock(&m->lock) == 0) return;
@@ -426,10 +435,38 @@ static int get_buf(PyObject *o, Buf *b, int writable, const char *fmt, const cha
         PyErr_Format(PyExc_TypeError, "%s must be a contiguous %s array", what, fmt[0] == 'i' ? "int32" : "float32");
         return -1;
     }
+    if ((uintptr_t)b->view.buf % 4) {   /* read as int32/float: a view at an odd offset would be misaligned */
+        PyErr_Format(PyExc_TypeError, "%s must be aligned to 4 bytes", what);
+        return -1;
+    }
     return 0;
 }
 
 static void rel(Buf *b) { if (b->ok) PyBuffer_Release(&b->view); }
+
+/* a network row (V,): log-probabilities or logits, -inf where the network excludes a character;
+   NaN or +inf would make every mixed probability NaN (and the mixer's weights, once learnt on) */
+static int check_net(const float *net, int V, const char *what) {
+    for (int c = 0; c < V; c++) if (isnan(net[c]) || (isinf(net[c]) && net[c] > 0)) {
+        PyErr_Format(PyExc_ValueError, "%s holds NaN or +inf (id %d)", what, c);
+        return -1;
+    }
+    return 0;
+}
+
+/* update's inputs (NIN, V) and mixture out (V,), as mix wrote them: out is finite or -inf, and
+   wherever out is finite (the characters the mixer learns over) every input is finite */
+static int check_mixed(const float *in, const float *out, int V) {
+    for (int c = 0; c < V; c++) {
+        if (isnan(out[c]) || (isinf(out[c]) && out[c] > 0)) goto bad;
+        if (isinf(out[c])) continue;   /* excluded: mixer_update skips it (and skips y if it is) */
+        for (int j = 0; j < NIN; j++) if (!isfinite(in[j * V + c])) goto bad;
+    }
+    return 0;
+bad:
+    PyErr_SetString(PyExc_ValueError, "update: inputs or out are not what mix wrote (NaN or infinite)");
+    return -1;
+}
 
 static int check_ids(Memory *m, const int32_t *ids, Py_ssize_t n) {
     for (Py_ssize_t i = 0; i < n; i++) if (ids[i] < 0 || ids[i] >= m->V) {
@@ -464,13 +501,29 @@ static size_t table_bytes(const Table *t) { return (size_t)(t->mask + 1) * (2 + 
 static size_t hist_bytes(const Memory *m) { return (size_t)(m->hmask + 1) * sizeof(uint16_t); }
 static size_t mtab_bytes(const Memory *m) { return (size_t)(m->mmask + 1) * sizeof(uint32_t); }
 
+/* free every table and forget their sizes: after a failed __init__ (so that it may be called again)
+   and at dealloc */
+static void release(Memory *m) {
+    m->ready = 0;
+    free(m->uni); free(m->cls); m->uni = NULL; m->cls = NULL;
+    big_free(m->low.b, table_bytes(&m->low)); big_free(m->high.b, table_bytes(&m->high));
+    m->low.b = m->high.b = NULL;
+    big_free(m->hist, hist_bytes(m)); m->hist = NULL;
+    for (int j = 0; j < NMATCH; j++) { big_free(m->mtab[j], mtab_bytes(m)); m->mtab[j] = NULL; }
+}
+
 static void Memory_dealloc(Memory *m) {
     if (m->locked_ok) pthread_mutex_destroy(&m->lock);
-    free(m->uni); free(m->cls);
-    big_free(m->low.b, table_bytes(&m->low)); big_free(m->high.b, table_bytes(&m->high));
-    big_free(m->hist, hist_bytes(m));
-    for (int j = 0; j < NMATCH; j++) big_free(m->mtab[j], mtab_bytes(m));
+    release(m);
     Py_TYPE(m)->tp_free((PyObject *)m);
+}
+
+/* every method but __init__ starts with this: an object made by Memory.__new__ alone (or whose
+   __init__ failed) has no tables, and must raise rather than write through NULL */
+static int need_ready(Memory *m) {
+    if (m->ready) return 0;
+    PyErr_SetString(PyExc_RuntimeError, "memory: not initialised (Memory.__init__ did not succeed)");
+    return -1;
 }
 
 static int alloc_table(Table *t, int log2, int slots) {
@@ -485,39 +538,57 @@ static int Memory_init(Memory *m, PyObject *args, PyObject *kw) {
     int V, unk, K = 16, lowl = 14, highl = 19, histl = 23, ml = 21, m0 = 6, m1 = 20, m2 = 1;
     float D = 0.7f, lr = 0.001f;
     Py_buffer idb;
+    /* a second __init__ would replace tables that other threads may be reading: refused before
+       anything is touched */
+    if (m->ready) { PyErr_SetString(PyExc_RuntimeError, "memory: already initialised"); return -1; }
     if (!PyArg_ParseTupleAndKeywords(args, kw, "iiy*|iiiiiiiiff", names, &V, &unk, &idb, &K, &lowl, &highl,
                                      &histl, &ml, &m0, &m1, &m2, &D, &lr))
         return -1;
+    if (V < 2 || V > 65535 || unk < 0 || unk >= V || K < 1 || K > MAXORD || lowl < 2 || lowl > 28 ||
+        highl < 2 || highl > 30 || histl < 8 || histl > 31 || ml < 8 || ml > 30 || m0 < 1 || m0 > CTX ||
+        m1 < 1 || m1 > CTX || m2 < 1 || m2 > CTX || !(D > 0 && D < 1) || !(lr >= 0 && lr < 1)) {
+        PyBuffer_Release(&idb);
+        PyErr_SetString(PyExc_ValueError, "memory: a size or setting is out of range");
+        return -1;
+    }
     if (idb.len != V) {
         PyBuffer_Release(&idb);
         PyErr_SetString(PyExc_ValueError, "memory: classes must hold one byte per vocabulary id");
         return -1;
     }
-    m->cls = malloc(V);
-    if (m->cls) memcpy(m->cls, idb.buf, V);
-    PyBuffer_Release(&idb);
-    if (V < 2 || V > 65535 || unk < 0 || unk >= V || K < 1 || K > MAXORD || lowl < 2 || lowl > 28 ||
-        highl < 2 || highl > 30 || histl < 8 || histl > 31 || ml < 8 || ml > 30 || m0 < 1 || m0 > CTX ||
-        m1 < 1 || m1 > CTX || m2 < 1 || m2 > CTX || !(D > 0 && D < 1) || !(lr >= 0)) {
-        PyErr_SetString(PyExc_ValueError, "memory: a size or setting is out of range");
+    for (int c = 0; c < V; c++) if (((const uint8_t *)idb.buf)[c] > 7) {
+        /* the class picks a row of the mixer's weights (mix: NSEL0 + class * 2 + indent) */
+        PyBuffer_Release(&idb);
+        PyErr_Format(PyExc_ValueError, "memory: class %d of id %d is not 0..7", ((const uint8_t *)idb.buf)[c], c);
         return -1;
     }
     if (!m->locked_ok) {
-        if (pthread_mutex_init(&m->lock, NULL) != 0) { PyErr_SetString(PyExc_OSError, "memory: no mutex"); return -1; }
+        if (pthread_mutex_init(&m->lock, NULL) != 0) {
+            PyBuffer_Release(&idb); PyErr_SetString(PyExc_OSError, "memory: no mutex"); return -1;
+        }
         m->locked_ok = 1;
     }
-    if (m->uni) { PyErr_SetString(PyExc_RuntimeError, "memory: already initialised"); return -1; }
+    release(m);   /* what a failed __init__ left */
     m->V = V; m->unk = unk; m->K = K; m->D = D; m->lr = lr; m->mmin[0] = m0; m->mmin[1] = m1; m->mmin[2] = m2;
+    m->n = 0; m->uni_total = m->uni_types = 0;
+    memset(m->mhit, 0, sizeof m->mhit); memset(m->mtry, 0, sizeof m->mtry);
+    m->cls = malloc(V);
+    if (m->cls) memcpy(m->cls, idb.buf, V);
+    PyBuffer_Release(&idb);
     m->uni = calloc(V, sizeof(double));
     m->hmask = ((uint64_t)1 << histl) - 1; m->hist = big_calloc(hist_bytes(m));
     m->mmask = ((uint64_t)1 << ml) - 1;
     for (int j = 0; j < NMATCH; j++) m->mtab[j] = big_calloc(mtab_bytes(m));
-    if (!m->uni || !m->cls || !m->hist || !m->mtab[0] || !m->mtab[1] || !m->mtab[2] || !m->mtab[3] || !m->mtab[4] || !m->mtab[5] || alloc_table(&m->low, lowl, LOW_SLOTS) ||
-        alloc_table(&m->high, highl, HIGH_SLOTS)) {
+    int bad = !m->uni || !m->cls || !m->hist || alloc_table(&m->low, lowl, LOW_SLOTS) || alloc_table(&m->high, highl, HIGH_SLOTS);
+    for (int j = 0; j < NMATCH; j++) bad |= !m->mtab[j];
+    if (bad) {
+        release(m);
         PyErr_NoMemory();
         return -1;
     }
+    memset(m->w, 0, sizeof m->w);
     for (int s = 0; s < NSEL0; s++) { m->w[s][0] = 1.0f; m->w[s][1] = 0.3f; m->w[s][2] = 0.2f; m->w[s][3] = 0.2f; m->w[s][4] = 0.2f; m->w[s][5] = 0.2f; m->w[s][6] = 0.2f; m->w[s][7] = 0.2f; }
+    m->ready = 1;
     return 0;
 }
 
@@ -525,6 +596,7 @@ static int Memory_init(Memory *m, PyObject *args, PyObject *kw) {
 static PyObject *Memory_learn(Memory *m, PyObject *args) {
     PyObject *o; Py_ssize_t start = 0; Buf b;
     if (!PyArg_ParseTuple(args, "O|n", &o, &start)) return NULL;
+    if (need_ready(m) < 0) return NULL;
     if (get_buf(o, &b, 0, "i", "ids") < 0) { rel(&b); return NULL; }
     const int32_t *ids = b.view.buf;
     Py_ssize_t n = b.view.len / 4;
@@ -544,10 +616,13 @@ static PyObject *Memory_learn(Memory *m, PyObject *args) {
     Py_RETURN_NONE;
 }
 
-/* mix(ctx, net, inputs, out) -> the weight sets chosen (packed). ctx int32 (L,), net float32 (V,), inputs (NIN*V,), out (V,) */
+/* mix(ctx, net, inputs, out, generated=0) -> the weight sets chosen (packed). ctx int32 (L,), net
+   float32 (V,), inputs (NIN*V,), out (V,); generated: how many of ctx's last ids a decoder chose */
 static PyObject *Memory_mix(Memory *m, PyObject *args) {
     PyObject *oc, *on, *oi, *oo; Buf c = {0}, nb = {0}, ib = {0}, ob = {0};
-    if (!PyArg_ParseTuple(args, "OOOO", &oc, &on, &oi, &oo)) return NULL;
+    int gen = 0;
+    if (!PyArg_ParseTuple(args, "OOOO|i", &oc, &on, &oi, &oo, &gen)) return NULL;
+    if (need_ready(m) < 0) return NULL;
     PyObject *res = NULL;
     if (get_buf(oc, &c, 0, "i", "ctx") < 0 || get_buf(on, &nb, 0, "f", "net") < 0 ||
         get_buf(oi, &ib, 1, "f", "inputs") < 0 || get_buf(oo, &ob, 1, "f", "out") < 0) goto done;
@@ -557,11 +632,11 @@ static PyObject *Memory_mix(Memory *m, PyObject *args) {
     Py_ssize_t L = c.view.len / 4;
     const int32_t *ctx = c.view.buf;
     if (L > CTX) { ctx += L - CTX; L = CTX; }
-    if (check_ids(m, ctx, L) < 0) goto done;
+    if (check_ids(m, ctx, L) < 0 || check_net(nb.view.buf, m->V, "net") < 0) goto done;
     double *p = malloc(m->V * sizeof(double));
     if (!p) { PyErr_NoMemory(); goto done; }
     lock(m);
-    int s = mix(m, ctx, (int)L, nb.view.buf, ib.view.buf, ob.view.buf, p);
+    int s = mix(m, ctx, (int)L, gen < 0 ? 0 : gen, nb.view.buf, ib.view.buf, ob.view.buf, p);
     unlock(m);
     free(p);
     res = PyLong_FromLong(s);
@@ -574,11 +649,15 @@ done:
 static PyObject *Memory_update(Memory *m, PyObject *args) {
     int s, y; PyObject *oi, *oo; Buf ib = {0}, ob = {0};
     if (!PyArg_ParseTuple(args, "iOOi", &s, &oi, &oo, &y)) return NULL;
+    if (need_ready(m) < 0) return NULL;
     PyObject *res = NULL;
     if (get_buf(oi, &ib, 0, "f", "inputs") < 0 || get_buf(oo, &ob, 0, "f", "out") < 0) goto done;
-    if (s < 0 || (s & 0xff) >= NSEL0 || ((s >> 8) & 0xff) >= NSEL0 + NSEL1 || (s >> 16) >= NSETS || y < 0 || y >= m->V || ib.view.len != 4 * NIN * m->V || ob.view.len != 4 * m->V) {
+    /* a packed set as mix returns it: one row of each of the three tables */
+    if (s < 0 || (s & 0xff) >= NSEL0 || ((s >> 8) & 0xff) < NSEL0 || ((s >> 8) & 0xff) >= NSEL0 + NSEL1 ||
+        (s >> 16) < NSEL0 + NSEL1 || (s >> 16) >= NSETS || y < 0 || y >= m->V || ib.view.len != 4 * NIN * m->V || ob.view.len != 4 * m->V) {
         PyErr_SetString(PyExc_ValueError, "update: bad set, character or sizes"); goto done;
     }
+    if (check_mixed(ib.view.buf, ob.view.buf, m->V) < 0) goto done;
     lock(m);
     if (!isinf(((float *)ob.view.buf)[y])) mixer_update(m, s, ib.view.buf, ob.view.buf, y);
     unlock(m);
@@ -594,6 +673,7 @@ done:
 static PyObject *Memory_score(Memory *m, PyObject *args) {
     PyObject *o, *on, *os; Py_ssize_t start; int learn_mixer = 1; Buf b = {0}, nb = {0}, sb = {0};
     if (!PyArg_ParseTuple(args, "OnOO|p", &o, &start, &on, &os, &learn_mixer)) return NULL;
+    if (need_ready(m) < 0) return NULL;
     PyObject *res = NULL;
     double *p = NULL; float *in = NULL, *out = NULL;
     if (get_buf(o, &b, 0, "i", "ids") < 0 || get_buf(on, &nb, 0, "f", "net") < 0 ||
@@ -605,6 +685,7 @@ static PyObject *Memory_score(Memory *m, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "score: sizes disagree"); goto done;
     }
     if (check_ids(m, ids, n) < 0) goto done;
+    for (Py_ssize_t t = 0; t < T; t++) if (check_net((const float *)nb.view.buf + t * V, V, "net") < 0) goto done;
     p = malloc(V * sizeof(double)); in = malloc(NIN * V * sizeof(float)); out = malloc(V * sizeof(float));
     if (!p || !in || !out) { PyErr_NoMemory(); goto done; }
     float *st = sb.view.buf;
@@ -613,7 +694,7 @@ static PyObject *Memory_score(Memory *m, PyObject *args) {
     for (Py_ssize_t t = start; t < n; t++) {
         Py_ssize_t lo = t - CTX > 0 ? t - CTX : 0;
         const float *net = (const float *)nb.view.buf + (t - start) * V;
-        int y = ids[t], s = mix(m, ids + lo, (int)(t - lo), net, in, out, p);
+        int y = ids[t], s = mix(m, ids + lo, (int)(t - lo), 0, net, in, out, p);
         int rank = 0, best = -1;
         for (int c = 0; c < V; c++) {
             if (out[c] > out[y]) rank++;
@@ -635,6 +716,7 @@ done:
 
 /* the mixer's weights as bytes (NSETS * NIN float32), and back */
 static PyObject *Memory_get_weights(Memory *m, PyObject *unused) {
+    if (need_ready(m) < 0) return NULL;
     lock(m);
     PyObject *r = PyBytes_FromStringAndSize((const char *)m->w, sizeof m->w);
     unlock(m);
@@ -643,10 +725,15 @@ static PyObject *Memory_get_weights(Memory *m, PyObject *unused) {
 
 static PyObject *Memory_set_weights(Memory *m, PyObject *arg) {
     Buf b = {0};
+    if (need_ready(m) < 0) return NULL;
     if (get_buf(arg, &b, 0, "f", "weights") < 0) { rel(&b); return NULL; }
     if (b.view.len != (Py_ssize_t)sizeof m->w) {
         rel(&b);
         return PyErr_Format(PyExc_ValueError, "weights: expected %d float32", NSETS * NIN);
+    }
+    for (int i = 0; i < NSETS * NIN; i++) {
+        float w = ((const float *)b.view.buf)[i];
+        if (!(w >= -MAXW && w <= MAXW)) { rel(&b); return PyErr_Format(PyExc_ValueError, "weights: %d is not finite or too large", i); }
     }
     lock(m);
     memcpy(m->w, b.view.buf, sizeof m->w);
@@ -671,49 +758,237 @@ static PyObject *Memory_set_weights(Memory *m, PyObject *arg) {
     X("mtry", m->mtry, sizeof m->mtry) \
     X("weights", m->w, sizeof m->w)
 
-static PyObject *Memory_state(Memory *m, PyObject *unused) {
-    PyObject *d = PyDict_New(), *v;
-    if (!d) return NULL;
+#define FIELD_NAME(name, ptr, size) name,
+#define FIELD_PTR(name, ptr, size) (void *)(ptr),
+#define FIELD_SIZE(name, ptr, size) (size_t)(size),
+#define NFIELDS 13
+
+static int finite_in(const double *a, size_t n, double lo, double hi) {
+    for (size_t i = 0; i < n; i++) if (!(a[i] >= lo && a[i] <= hi)) return 0;   /* NaN fails too */
+    return 1;
+}
+
+/* state(name=None): a copy of every table as a dict of bytes (and "counters": (uni_total,
+   uni_types, n)), for the cache; with a name, that one field only (the cache's save copies one
+   table at a time: a copy of all of them is ~100 MB) */
+static PyObject *Memory_state(Memory *m, PyObject *args) {
+    const char *want = NULL;
+    if (!PyArg_ParseTuple(args, "|z", &want)) return NULL;
+    if (need_ready(m) < 0) return NULL;
+    const char *fname[NFIELDS] = {FIELDS(FIELD_NAME)};
+    const void *fptr[NFIELDS] = {FIELDS(FIELD_PTR)};
+    size_t fsize[NFIELDS] = {FIELDS(FIELD_SIZE)};
+    PyObject *d = NULL, *v;
+    if (!want && !(d = PyDict_New())) return NULL;
     lock(m);   /* a consistent copy, even while another thread reads text in */
-#define PUT(name, ptr, size) \
-    v = PyBytes_FromStringAndSize((const char *)(ptr), (Py_ssize_t)(size)); \
-    if (!v || PyDict_SetItemString(d, name, v) < 0) { Py_XDECREF(v); Py_DECREF(d); unlock(m); return NULL; } \
-    Py_DECREF(v);
-    FIELDS(PUT)
+    int found = 0;
+    for (int i = 0; i < NFIELDS; i++) {
+        if (want && strcmp(want, fname[i]) != 0) continue;
+        found = 1;
+        v = PyBytes_FromStringAndSize((const char *)fptr[i], (Py_ssize_t)fsize[i]);
+        if (want) { unlock(m); return v; }
+        if (!v || PyDict_SetItemString(d, fname[i], v) < 0) { Py_XDECREF(v); Py_DECREF(d); unlock(m); return NULL; }
+        Py_DECREF(v);
+    }
     v = Py_BuildValue("(ddK)", m->uni_total, m->uni_types, (unsigned long long)m->n);
     unlock(m);
+    if (want) {
+        if (strcmp(want, "counters") == 0) return v;
+        Py_XDECREF(v);
+        (void)found;
+        return PyErr_Format(PyExc_KeyError, "memory state has no field %s", want);
+    }
     if (!v || PyDict_SetItemString(d, "counters", v) < 0) { Py_XDECREF(v); Py_DECREF(d); return NULL; }
     Py_DECREF(v);
     return d;
 }
 
+/* field_sizes() -> {name: bytes} of every field state() copies (what the cache checks a file against) */
+static PyObject *Memory_field_sizes(Memory *m, PyObject *noargs) {
+    (void)noargs;
+    if (need_ready(m) < 0) return NULL;
+    const char *fname[NFIELDS] = {FIELDS(FIELD_NAME)};
+    size_t fsize[NFIELDS] = {FIELDS(FIELD_SIZE)};
+    PyObject *d = PyDict_New(), *v;
+    if (!d) return NULL;
+    for (int i = 0; i < NFIELDS; i++) {
+        v = PyLong_FromSize_t(fsize[i]);
+        if (!v || PyDict_SetItemString(d, fname[i], v) < 0) { Py_XDECREF(v); Py_DECREF(d); return NULL; }
+        Py_DECREF(v);
+    }
+    return d;
+}
+
+/* Is field f of a state (in `buf`, its size already checked) one this memory could have written,
+   given the state's counters? Every number a prediction indexes or divides by is checked: a slot's symbol
+   (1..V: 0 with a count had ngram_predict write p[-1]), a bucket's total (the sum of its counts),
+   history ids (< V: verify indexes cls by them), positions (<= n), the confidences' counts
+   (0 <= hits <= tries, finite), the unigram counts and their totals, the mixer's weights (finite,
+   |w| <= MAXW). NULL if sound, else what is wrong. */
+static const char *check_field(Memory *m, int f, const void *buf, double total, double types, uint64_t n) {
+    int V = m->V;
+    if (f == 0) {                                   /* uni, with the counters */
+        const double *uni = buf;
+        double sum = 0, kinds = 0;
+        if (!finite_in(uni, (size_t)V, 0, 9007199254740992.0)) return "a unigram count is negative or not finite";
+        for (int c = 0; c < V; c++) { sum += uni[c]; kinds += uni[c] > 0; }
+        if (!(total == sum && types == kinds)) return "the unigram totals disagree with the counts";
+    } else if (f == 1 || f == 2) {                  /* low, high */
+        const Table *tb = f == 2 ? &m->high : &m->low;
+        const uint32_t *b = buf;
+        size_t stride = 2 + (size_t)tb->slots;
+        for (uint64_t i = 0; i <= tb->mask; i++, b += stride) {
+            uint32_t count = 0;
+            if (!b[0]) {   /* an unused bucket is all zero */
+                for (size_t k = 1; k < stride; k++) if (b[k]) return "an n-gram bucket without a tag holds counts";
+                continue;
+            }
+            for (int k = 0; k < tb->slots; k++) {
+                uint32_t s = b[2 + k];
+                if (!s) continue;
+                if ((s >> 16) < 1 || (s >> 16) > (uint32_t)V || !(s & 0xffffu)) return "an n-gram slot has a symbol outside the vocabulary or no count";
+                count += s & 0xffffu;
+            }
+            if (count != b[1]) return "an n-gram bucket's total is not the sum of its counts";
+        }
+    } else if (f == 3) {                            /* hist */
+        const uint16_t *hist = buf;
+        for (uint64_t i = 0; i <= m->hmask; i++) if (hist[i] >= V) return "the history holds an id outside the vocabulary";
+    } else if (f >= 4 && f < 4 + NMATCH) {          /* match0..5 */
+        const uint32_t *t = buf;
+        for (uint64_t i = 0; i <= m->mmask; i++) if (t[i] > n) return "a match position is past the characters read";
+    } else if (f == 10 || f == 11) {                /* mhit, mtry: each checked here, hits <= tries at load */
+        const double *a = buf;
+        for (int i = 0; i < NMATCH * MBUCKETS; i++) if (!(a[i] >= 0 && a[i] < 1e300)) return "a match confidence count is out of range";
+    } else if (f == 12) {                           /* weights */
+        const float *w = buf;
+        for (int i = 0; i < NSETS * NIN; i++) if (!(w[i] >= -MAXW && w[i] <= MAXW)) return "a mixer weight is out of range or not finite";
+    }
+    return NULL;
+}
+
+/* Is the state in `buf` (the fields in FIELDS order, sizes already checked) one this memory could
+   have written? check_field for each, and hits <= tries across mhit and mtry. */
+static const char *check_state(Memory *m, void *const *buf, double total, double types, uint64_t n) {
+    for (int f = 0; f < NFIELDS; f++) {
+        const char *why = check_field(m, f, buf[f], total, types, n);
+        if (why) return why;
+    }
+    const double *hit = buf[10], *try_ = buf[11];
+    for (int i = 0; i < NMATCH * MBUCKETS; i++) if (!(hit[i] <= try_[i])) return "a match confidence count is out of range";
+    return NULL;
+}
+
+/* load_field(name, buffer, counters, commit=True): one field of a state, checked as load checks it
+   (counters: the (uni_total, uni_types, n) of the whole state; "uni" takes them on), then copied
+   in if commit. For the cache's loader, so that the whole state never needs to be in memory at
+   once: it checks every field first (commit=False), then copies each (the memory must be one
+   that nothing else writes meanwhile: the project reader's, before it reads). "mhit" with
+   commit checks hits <= tries against the "mtry" already loaded, so "mtry" comes first. */
+static PyObject *Memory_load_field(Memory *m, PyObject *args) {
+    const char *name; PyObject *o; double total, types; unsigned long long n; int commit = 1;
+    if (!PyArg_ParseTuple(args, "sO(ddK)|p", &name, &o, &total, &types, &n, &commit)) return NULL;
+    if (need_ready(m) < 0) return NULL;
+    const char *fname[NFIELDS] = {FIELDS(FIELD_NAME)};
+    void *fptr[NFIELDS] = {FIELDS(FIELD_PTR)};
+    size_t fsize[NFIELDS] = {FIELDS(FIELD_SIZE)};
+    int f = 0;
+    while (f < NFIELDS && strcmp(fname[f], name) != 0) f++;
+    if (f == NFIELDS) return PyErr_Format(PyExc_ValueError, "memory state has no field %s", name);
+    Py_buffer view;
+    if (PyObject_GetBuffer(o, &view, PyBUF_C_CONTIGUOUS) < 0) return NULL;
+    const char *why = NULL;
+    if ((size_t)view.len != fsize[f]) why = "the wrong size";
+    else if ((uintptr_t)view.buf % 8) why = "not aligned to 8 bytes";
+    if (why) {
+        PyBuffer_Release(&view);
+        return PyErr_Format(PyExc_ValueError, "memory state %s has %s", name, why);
+    }
+    lock(m);
+    why = check_field(m, f, view.buf, total, types, (uint64_t)n);
+    if (!why && f == 10 && commit)
+        for (int i = 0; i < NMATCH * MBUCKETS; i++) if (!(((const double *)view.buf)[i] <= m->mtry[i / MBUCKETS][i % MBUCKETS])) {
+            why = "a match confidence count is out of range"; break;
+        }
+    if (!why && commit) {
+        memcpy(fptr[f], view.buf, fsize[f]);
+        if (f == 0) { m->uni_total = total; m->uni_types = types; m->n = n; }
+    }
+    unlock(m);
+    PyBuffer_Release(&view);
+    if (why) return PyErr_Format(PyExc_ValueError, "memory state refused: %s", why);
+    Py_RETURN_NONE;
+}
+
+/* clear(): forget everything read (the tables' pages go back to the OS; the weights stay) */
+static PyObject *Memory_clear(Memory *m, PyObject *noargs) {
+    (void)noargs;
+    if (need_ready(m) < 0) return NULL;
+    lock(m);
+    void *big[4 + NMATCH] = {m->low.b, m->high.b, m->hist};
+    size_t bytes[4 + NMATCH] = {table_bytes(&m->low), table_bytes(&m->high), hist_bytes(m)};
+    for (int j = 0; j < NMATCH; j++) { big[3 + j] = m->mtab[j]; bytes[3 + j] = mtab_bytes(m); }
+    for (int i = 0; i < 3 + NMATCH; i++) {
+#ifdef MADV_DONTNEED
+        if (madvise(big[i], big_size(bytes[i]), MADV_DONTNEED) == 0) continue;   /* anonymous: zero again */
+#endif
+        memset(big[i], 0, bytes[i]);
+    }
+    memset(m->uni, 0, (size_t)m->V * sizeof(double));
+    memset(m->mhit, 0, sizeof m->mhit); memset(m->mtry, 0, sizeof m->mtry);
+    m->uni_total = m->uni_types = 0; m->n = 0;
+    unlock(m);
+    Py_RETURN_NONE;
+}
+
+/* load(dict): put back what state() gave, all or nothing. Every field must be there with its
+   exact size, and the whole state must pass check_state; otherwise ValueError and the memory is
+   unchanged. The buffers are checked and copied under the tables' mutex, with the GIL held, so
+   nothing changes them between the check and the copy. */
 static PyObject *Memory_load(Memory *m, PyObject *d) {
+    if (need_ready(m) < 0) return NULL;
     if (!PyDict_Check(d)) return PyErr_Format(PyExc_TypeError, "load takes a dict");
-    PyObject *v; Buf b;
+    const char *fname[NFIELDS] = {FIELDS(FIELD_NAME)};
+    void *fptr[NFIELDS] = {FIELDS(FIELD_PTR)};
+    size_t fsize[NFIELDS] = {FIELDS(FIELD_SIZE)};
+    Py_buffer views[NFIELDS];
+    void *bufs[NFIELDS];
+    int held = 0;
+    PyObject *v, *res = NULL;
     double total, types; unsigned long long n;
     v = PyDict_GetItemString(d, "counters");
-    if (!v || !PyArg_ParseTuple(v, "ddK", &total, &types, &n)) {
+    if (!v || !PyTuple_Check(v) || !PyArg_ParseTuple(v, "ddK", &total, &types, &n)) {
         if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "memory state lacks counters");
         return NULL;
     }
-    /* every field checked before any is copied: a bad state changes nothing */
-#define CHECK(name, ptr, size) \
-    v = PyDict_GetItemString(d, name); \
-    if (!v) return PyErr_Format(PyExc_ValueError, "memory state lacks %s", name); \
-    if (PyObject_GetBuffer(v, &b.view, PyBUF_C_CONTIGUOUS) < 0) return NULL; \
-    if ((size_t)b.view.len != (size)) { PyBuffer_Release(&b.view); \
-        return PyErr_Format(PyExc_ValueError, "memory state %s has the wrong size", name); } \
-    PyBuffer_Release(&b.view);
-    FIELDS(CHECK)
+    for (; held < NFIELDS; held++) {
+        v = PyDict_GetItemString(d, fname[held]);
+        if (!v) { PyErr_Format(PyExc_ValueError, "memory state lacks %s", fname[held]); goto done; }
+        if (PyObject_GetBuffer(v, &views[held], PyBUF_C_CONTIGUOUS) < 0) goto done;
+        if ((size_t)views[held].len != fsize[held]) {
+            PyErr_Format(PyExc_ValueError, "memory state %s has the wrong size", fname[held]);
+            PyBuffer_Release(&views[held]);
+            goto done;
+        }
+        bufs[held] = views[held].buf;
+        if ((uintptr_t)bufs[held] % 8) {   /* read as double, uint32, uint16: aligned as numpy makes them */
+            PyErr_Format(PyExc_ValueError, "memory state %s is not aligned to 8 bytes", fname[held]);
+            PyBuffer_Release(&views[held]);
+            goto done;
+        }
+    }
     lock(m);
-#define GET(name, ptr, size) \
-    v = PyDict_GetItemString(d, name); \
-    if (PyObject_GetBuffer(v, &b.view, PyBUF_C_CONTIGUOUS) == 0) { \
-        memcpy((void *)(ptr), b.view.buf, (size)); PyBuffer_Release(&b.view); }
-    FIELDS(GET)
-    m->uni_total = total; m->uni_types = types; m->n = n;
+    const char *why = check_state(m, bufs, total, types, (uint64_t)n);
+    if (!why) {
+        for (int i = 0; i < NFIELDS; i++) memcpy(fptr[i], bufs[i], fsize[i]);
+        m->uni_total = total; m->uni_types = types; m->n = n;
+    }
     unlock(m);
-    Py_RETURN_NONE;
+    if (why) PyErr_Format(PyExc_ValueError, "memory state refused: %s", why);
+    else { res = Py_None; Py_INCREF(res); }
+done:
+    for (int i = 0; i < held; i++) PyBuffer_Release(&views[i]);
+    return res;
 }
 
 static PyObject *Memory_chars(Memory *m, void *unused) { return PyLong_FromUnsignedLongLong(m->n); }
@@ -735,6 +1010,7 @@ static void touch(Memory *m, void *base, size_t bytes) {
 }
 
 static PyObject *Memory_prefault(Memory *m, PyObject *noargs) {
+    if (need_ready(m) < 0) return NULL;
     Py_BEGIN_ALLOW_THREADS
     touch(m, m->high.b, table_bytes(&m->high));
     for (int j = 0; j < NMATCH; j++) touch(m, m->mtab[j], mtab_bytes(m));
@@ -747,13 +1023,16 @@ static PyObject *Memory_prefault(Memory *m, PyObject *noargs) {
 static PyMethodDef Memory_methods[] = {
     {"prefault", (PyCFunction)Memory_prefault, METH_NOARGS, "prefault(): map every table's pages now (off the GIL)"},
     {"learn", (PyCFunction)Memory_learn, METH_VARARGS, "learn(ids, start=0): count ids[start:] (int32)"},
-    {"mix", (PyCFunction)Memory_mix, METH_VARARGS, "mix(ctx, net, inputs, out) -> the weight sets chosen (packed)"},
+    {"mix", (PyCFunction)Memory_mix, METH_VARARGS, "mix(ctx, net, inputs, out, generated=0) -> the weight sets chosen (packed)"},
     {"update", (PyCFunction)Memory_update, METH_VARARGS, "update(set, inputs, out, y): learn the mixer on y"},
     {"score", (PyCFunction)Memory_score, METH_VARARGS, "score(ids, start, net, stats, learn_mixer=True)"},
     {"get_weights", (PyCFunction)Memory_get_weights, METH_NOARGS, "the mixer's weights (bytes)"},
     {"set_weights", (PyCFunction)Memory_set_weights, METH_O, "set the mixer's weights (float32)"},
-    {"state", (PyCFunction)Memory_state, METH_NOARGS, "a copy of every table, as bytes (for the cache)"},
-    {"load", (PyCFunction)Memory_load, METH_O, "put back what state() gave"},
+    {"state", (PyCFunction)Memory_state, METH_VARARGS, "state(name=None): a copy of every table (or one), as bytes (for the cache)"},
+    {"load", (PyCFunction)Memory_load, METH_O, "put back what state() gave (checked: all or nothing)"},
+    {"field_sizes", (PyCFunction)Memory_field_sizes, METH_NOARGS, "{name: bytes} of each field of state()"},
+    {"load_field", (PyCFunction)Memory_load_field, METH_VARARGS, "load_field(name, buffer, counters, commit=True): one field, checked"},
+    {"clear", (PyCFunction)Memory_clear, METH_NOARGS, "clear(): forget everything read (weights stay)"},
     {NULL}
 };
 

@@ -27,7 +27,7 @@ from completer.memory import _kernel
 SIZES = {"order": 16, "low_log2": 14, "high_log2": 19, "history_log2": 23, "match_log2": 21}
 CONTEXT = _kernel.CONTEXT      # characters before the cursor a prediction looks at
 INPUTS, SETS = _kernel.INPUTS, _kernel.SETS
-CHUNK = 1024                   # characters per kernel call while reading: a prediction waits at most ~3 ms
+CHUNK = 256                    # characters per kernel call while reading: a prediction waits ~1 ms for one
 
 
 def char_class(c: str) -> int:
@@ -78,6 +78,9 @@ class Memory:
         self.V = len(vocab)
         self.sizes = {**SIZES, **sizes}
         self.roots: list = []       # the project folders read into it (completer.memory.project)
+        # True while a project reader fills it for its cache: the engine feeds it no typed text
+        # meanwhile (Engine._feed), so that the cache holds only what was read from disk
+        self.reading = False
         classes = bytes(char_class(vocab.char(i)) if i != vocab.unk else 0 for i in range(self.V))
         self.kernel = _kernel.Memory(self.V, vocab.unk, classes, **self.sizes)
         self._prefaulted = False
@@ -116,12 +119,13 @@ class Memory:
     def learn_text(self, text: str, context: str = "") -> None:
         self.learn(self.vocab.encode(context[-CONTEXT:] + text), len(context[-CONTEXT:]))
 
-    def mix(self, ctx: np.ndarray, net_lp: np.ndarray):
+    def mix(self, ctx: np.ndarray, net_lp: np.ndarray, generated: int = 0):
         """(lp (V,) float32, the weight sets chosen (packed), inputs (INPUTS, V)) after ctx (int32
-        ids, the last CONTEXT used)."""
+        ids, the last CONTEXT used), whose last `generated` ids a decoder chose: the match models
+        never follow an occurrence that agrees with those only (see the kernel's match_predict)."""
         inputs = np.empty((INPUTS, self.V), np.float32)
         out = np.empty(self.V, np.float32)
-        s = self.kernel.mix(ctx, np.ascontiguousarray(net_lp, np.float32), inputs, out)
+        s = self.kernel.mix(ctx, np.ascontiguousarray(net_lp, np.float32), inputs, out, generated)
         return out, s, inputs
 
     def update(self, s: int, inputs: np.ndarray, lp: np.ndarray, y: int) -> None:

@@ -38,29 +38,31 @@ class CheckpointError(CompleterError):
 STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGUSR1}
 
 
-def atomic_write(path: Path, data) -> None:
+def atomic_write(path: Path, data, private: bool = False) -> None:
     """Write `data` (bytes, or an iterable of buffers written in turn, so that a large file need
     not be one bytes object first) to `path` so that a crash at any instant leaves the old file
-    or the new one.
+    or the new one. private: the file stays readable by its owner only (0600, as mkstemp makes
+    it), as the project memory's cache (it holds what was read of the user's files).
 
     The stop signals are held back while the temporary file exists (delivered right after), so a
     second Ctrl-C or SIGTERM during a save neither tears it nor leaves the temporary behind."""
     held = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     try:
-        _write_replace(Path(path), data)
+        _write_replace(Path(path), data, private)
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, held)
     _sync_dir(Path(path))
 
 
-def _write_replace(path: Path, data) -> None:
+def _write_replace(path: Path, data, private: bool = False) -> None:
     import tempfile  # (imported here: only writers need it, and it costs a start 8 ms)
 
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; a checkpoint is an ordinary file
+        if not private:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; a checkpoint is an ordinary file
         with os.fdopen(fd, "wb") as f:
             for chunk in (data,) if isinstance(data, (bytes, bytearray, memoryview)) else data:
                 f.write(chunk)

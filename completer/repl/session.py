@@ -1,7 +1,10 @@
 """The REPL session: one growing document in the engine plus the user's settings.
 
 Everything submitted at the prompt is appended to `context`; while typing, the engine document is
-`context + buffer`, so a suggestion knows what came before. The UI thread only changes plain
+`context + buffer`, so a suggestion knows what came before. The context is bounded: past
+MAX_CONTEXT characters its oldest lines go, down to KEEP_CONTEXT (the REPL, IPython and ptpython
+share this Session: hostile cells once held 4.17 M characters and 240 MB in IPython), and the
+engine document drops them too (`Engine.drop_prefix`: the memory does not read the rest again). The UI thread only changes plain
 Python strings (`context`, settings); the engine document is brought up to date by the worker
 thread that asks for a completion (`Engine.change`, which keeps the cached states of the
 unchanged prefix and, with adaptation on, notes where the edit ended).
@@ -17,6 +20,8 @@ from completer.engine.stops import MODES as ENGINE_MODES
 
 MODES = tuple(m for m in ENGINE_MODES if m != "free")  # "free" (no stop rule) is for sampling
 URI = "repl://session"
+MAX_CONTEXT = 100_000   # characters of submitted text kept as context at most
+KEEP_CONTEXT = 50_000   # what remains after a cut (cuts are rare: each one re-reads the states)
 
 
 @dataclass
@@ -46,22 +51,33 @@ def check_settings(mode: str | None = None, decoder: str | None = None) -> None:
 class Session:
     def __init__(self, engine, settings: Settings | None = None):
         self.settings = settings or Settings()
-        self.context = ""  # everything submitted so far
+        self.context = ""  # everything submitted so far (the last MAX_CONTEXT characters at most)
+        self._context_lock = threading.Lock()  # context and _cut change together (UI thread, briefly)
         self.latency: float | None = None  # seconds, of the last ghost-text completion
         self._lock = threading.Lock()  # one engine conversation (sync + complete) at a time
         self._attach(engine)
 
     def _attach(self, engine) -> None:
+        self._cut = 0  # characters cut from the context that the engine document still holds
         self.engine = engine
         self.info = engine.describe()
         engine.open(URI, "")
 
     # ---- called from the UI thread: cheap, never touch the engine ------------------------
     def submit(self, text: str) -> None:
-        self.context += text if text.endswith("\n") else text + "\n"
+        context = self.context + (text if text.endswith("\n") else text + "\n")
+        cut = 0
+        if len(context) > MAX_CONTEXT:  # the oldest lines go, at a line's start when there is one
+            cut = len(context) - KEEP_CONTEXT
+            nl = context.find("\n", cut, cut + 4096)
+            cut = nl + 1 if nl >= 0 else cut
+        with self._context_lock:
+            self.context, self._cut = context[cut:], self._cut + cut
 
     def reset(self) -> None:
-        self.context = ""
+        with self._context_lock:
+            self.context, self._cut = "", 0  # the document is replaced whole at the next completion
+
         if self.engine.adapt:  # learned weights go too (a brief engine call, no model work)
             self.engine.reset_adaptation(URI)
 
@@ -87,7 +103,10 @@ class Session:
         """Completions at `cursor` in the buffer, with the session's context before it."""
         request = self.request(menu, typing)
         with self._lock:
-            context = self.context
+            with self._context_lock:
+                context, cut, self._cut = self.context, self._cut, 0
+            if cut:
+                self.engine.drop_prefix(URI, cut)
             self.engine.change(URI, context + buffer_text)  # keeps the states of the unchanged prefix
             start = time.perf_counter()
             out = self.engine.complete(URI, len(context) + cursor, request, cancel=cancel)

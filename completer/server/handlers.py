@@ -19,9 +19,10 @@ completion; open documents feed it as typed (the engine does that); `didSave` an
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
-from urllib.parse import unquote, urlparse
+from urllib.parse import unquote_to_bytes, urlsplit
 
 from completer import __version__
 from completer.system import heap
@@ -71,11 +72,33 @@ def _tuple(types):
 
 
 def uri_path(uri) -> str | None:
-    """The local path of a file: URI (None for other schemes or non-strings)."""
+    """The local path of a `file:` URI (None for other schemes and non-strings). Percent-escapes
+    are decoded to bytes and the bytes to a path as the OS names it (`os.fsdecode`: a folder whose
+    name is not UTF-8 keeps its bytes as surrogate escapes, and can be read). A `file:` URI that
+    names no local path raises ValueError with the one-line reason: a NUL byte, another host, a
+    relative path."""
     if not isinstance(uri, str):
         return None
-    u = urlparse(uri)
-    return unquote(u.path) if u.scheme == "file" and u.path else None
+    u = urlsplit(uri)
+    if u.scheme.lower() != "file":
+        return None
+    if u.netloc.lower() not in ("", "localhost"):
+        raise ValueError(f"a file on another host ({u.netloc[:80]!r})")
+    raw = unquote_to_bytes(u.path)
+    if b"\0" in raw:
+        raise ValueError("a NUL byte in the path")
+    if not raw.startswith(b"/"):
+        raise ValueError("not an absolute path")
+    return os.fsdecode(raw)
+
+
+def local_path(uri, what: str) -> str | None:
+    """uri_path, or None after one log line if the client's URI names no local file."""
+    try:
+        return uri_path(uri)
+    except ValueError as exc:
+        log.warning("%s %.200r refused: %s", what, uri, exc)
+        return None
 
 
 class Session:
@@ -110,10 +133,13 @@ class Session:
         offered = field(params, "capabilities.general.positionEncodings", list, [])
         self.encoding = next((e for e in ("utf-32", "utf-8") if e in offered), "utf-16")
         folders = field(params, "workspaceFolders", (list, type(None)), None) or []
-        roots = [uri_path(f.get("uri")) for f in folders if isinstance(f, dict)]
-        if not roots:
-            roots = [uri_path(field(params, "rootUri", (str, type(None)), None))
-                     or field(params, "rootPath", (str, type(None)), None)]
+        roots = [local_path(f.get("uri"), "workspace folder") for f in folders if isinstance(f, dict)]
+        if not folders:
+            root_path = field(params, "rootPath", (str, type(None)), None)
+            if root_path and "\0" in root_path:
+                log.warning("rootPath %.200r refused: a NUL byte in the path", root_path)
+                root_path = None
+            roots = [local_path(field(params, "rootUri", (str, type(None)), None), "rootUri") or root_path]
         self.roots = [r for r in roots if r]
         self.configure(field(params, "initializationOptions", (dict, type(None)), None) or {})
         return {"capabilities": {
@@ -199,8 +225,11 @@ class Session:
                 self.reread(field(change, "uri", str))
 
     def reread(self, uri) -> None:
-        path = uri_path(uri)
-        if self.project is not None and path and path.endswith(".py"):
+        """Queue a file changed on disk for the project reader (which never makes this wait)."""
+        if self.project is None:
+            return
+        path = local_path(uri, "changed file")
+        if path and path.endswith(".py"):
             self.project.reread(path)
 
     def did_change(self, params):

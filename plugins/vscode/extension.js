@@ -7,7 +7,15 @@ const vscode = require('vscode');
 const { LanguageClient, CloseAction, ErrorAction, State } = require('vscode-languageclient/node');
 
 const RESTART_KEYS = ['completer.command', 'completer.model'];  // the rest are sent live
-let client, status, output, stopping = false;
+let client, status, output;
+let run = { started: false, stopping: false };  // the current client's life: what `closed` reports
+
+// The extension says each failure once itself (fail()); languageclient would also pop up its own
+// notifications for the same event ("couldn't create connection to server", "Server initialization
+// failed", its raw error), two or three for one cause. They still go to Output > completer.
+class Client extends LanguageClient {
+  error(message, data) { super.error(message, data, false); }
+}
 
 function settings() {
   const c = vscode.workspace.getConfiguration('completer');
@@ -35,18 +43,22 @@ function fail(message) {  // one message per failure, in the window and in the s
 async function start() {
   const [command, ...args] = vscode.workspace.getConfiguration('completer').get('command');
   const initializationOptions = settings();
-  client = new LanguageClient('completer', 'completer', { command, args }, {
+  const life = run = { started: false, stopping: false };
+  client = new Client('completer', 'completer', { command, args }, {
     documentSelector: [{ scheme: 'file', language: 'python' }, { scheme: 'untitled', language: 'python' }],
     initializationOptions,
     outputChannel: output,  // the server's stderr (its log) lands here
     // settings changes arrive as workspace/didChangeConfiguration {settings: {completer: {...}}}
     synchronize: { configurationSection: 'completer' },
+    // a failed initialize (a model that does not load): no retry; start() below says why
+    initializationFailedHandler: () => false,
     errorHandler: {
       error: () => ({ action: ErrorAction.Continue }),
       closed: () => {
         // the client's default restarts a crashing server 4 times; one message and a restart
-        // command are clearer than a loop that ends in the same place
-        if (!stopping) fail('completer: the server exited (its log: Output > completer). Run "completer: Restart the server" to start it again.');
+        // command are clearer than a loop that ends in the same place. A server that closes while
+        // starting is start()'s failure (the client kills it after a failed initialize), said there.
+        if (life.started && !life.stopping) fail('completer: the server exited (its log: Output > completer). Run "completer: Restart the server" to start it again.');
         return { action: CloseAction.DoNotRestart, handled: true };
       },
     },
@@ -63,6 +75,7 @@ async function start() {
   show(`$(loading~spin) ${modelName()}`, 'completer: starting the server');
   try {
     await client.start();
+    life.started = true;
     show(`$(sparkle) ${modelName()}`, 'completer: ready');
   } catch (err) {
     const why = String(err && err.message || err);
@@ -77,9 +90,8 @@ async function start() {
 
 async function stop() {
   if (!client) return;
-  stopping = true;
+  run.stopping = true;
   try { if (client.state !== State.Stopped) await client.stop(2000); } catch (_) { /* already gone */ }
-  stopping = false;
   client = undefined;
 }
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shlex
+import signal
 from pathlib import Path
 
 from jupyter_server.base.handlers import APIHandler
@@ -64,7 +65,12 @@ class Bridge:
                                            "capabilities": {}, "initializationOptions": options})
         except Failure as exc:  # e.g. the model does not load: initialize answers with the reason
             self.stop()
-            raise Failure(f"completer: the server did not start: {exc}") from None
+            self.log.warning("completer: the server did not start: %s", exc)
+            # JupyterLab cuts a notification at 140 characters: the model's file name, not its
+            # whole path, keeps the reason in view (the log above has the path)
+            model = self.config.get("model")
+            why = str(exc).replace(str(model), Path(model).name) if model else str(exc)
+            raise Failure(f"completer: the server did not start: {why}") from None
         self.notify("initialized", {})
         self.log.info("completer: started %s", shlex.join(cmd))
 
@@ -88,14 +94,17 @@ class Bridge:
         code = await proc.wait()
         await asyncio.sleep(0.05)  # let the stderr reader catch the last lines
         if proc is self.proc:
-            tail = self.stderr.strip().splitlines()[-1:] or [""]
-            self.failure = f"completer: the server exited (code {code}){': ' + tail[0] if tail[0] else ''}"
+            self.failure = f"completer: the server exited ({exit_reason(code, self.stderr)}); typing starts it again"
             self.log.warning("%s", self.failure)
             self.proc = None
-        for future in self.pending.values():
-            if not future.done():
-                future.set_exception(Failure(self.failure or "completer: the server exited"))
-        self.pending.clear()
+            # only the current server's requests wait here: after stop() (a failed start), the
+            # pending ones already belong to the next server, whose reader answers them
+            waiting = [f for f in self.pending.values() if not f.done()]
+            for future in waiting:
+                future.set_exception(Failure(self.failure))
+            self.pending.clear()
+            if waiting:
+                self.failure = None  # said through those; the next request starts a new server
 
     async def read_stderr(self, proc) -> None:
         while True:
@@ -119,11 +128,11 @@ class Bridge:
         return await future
 
     async def inline(self, uri: str, text: str, offset: int) -> list:
-        """The ghost-text candidates for `text` at code-point `offset`, or [] when superseded."""
+        """The ghost-text candidates for `text` at code-point `offset`, or None when superseded."""
         number = self.newest[uri] = self.newest.get(uri, 0) + 1
         async with self.lock:
             if self.newest[uri] != number:
-                return []  # a newer request for this notebook is waiting: its text is the latest
+                return None  # a newer request for this notebook is waiting: its text is the latest
             if self.proc is None:
                 if self.failure is not None:
                     failure, self.failure = self.failure, None
@@ -146,6 +155,18 @@ class Bridge:
         return [item["insertText"] for item in (result or {}).get("items", [])]
 
 
+def exit_reason(code: int, stderr: str) -> str:
+    """"killed by SIGKILL", or "code 1: <its last stderr line>" (an error exit's last line says why;
+    after a signal it is only the last thing logged, so it is left out)."""
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    tail = stderr.strip().splitlines()[-1:]
+    return f"code {code}: {tail[0]}" if code and tail else f"code {code}"
+
+
 class Failure(Exception):
     """A bad state with a one-line message for the user."""
 
@@ -164,7 +185,8 @@ class InlineHandler(APIHandler):
         except Failure as exc:
             self.set_status(503)
             return self.finish(json.dumps({"error": str(exc)}))
-        self.finish(json.dumps({"items": items}))
+        # superseded: no answer from the server, so no news about its state either
+        self.finish(json.dumps({"items": items or [], "superseded": items is None}))
 
 
 def setup(serverapp) -> None:

@@ -55,7 +55,7 @@ class CompleterProvider {
         + (response.status === 404 ? ' (is the completer_jupyterlab server extension enabled?)' : ''));
       return { items: [] };
     }
-    this.said.clear();  // working again: a later failure is news
+    if (!body.superseded) this.said.clear();  // the server answered: a later failure is news
     return { items: body.items.map(insertText => ({ insertText })) };
   }
 
