@@ -2,7 +2,9 @@
 import json
 import struct
 import subprocess
+import sys
 
+from pathlib import Path
 import pytest
 
 from completer.model import checkpoint
@@ -48,3 +50,25 @@ def test_cli_reports_a_malformed_header_in_one_line(completer_exe, tmp_path):
 def test_a_real_checkpoint_still_loads(tiny_checkpoint):
     model, vocab, meta_ = checkpoint.load(tiny_checkpoint)
     assert len(vocab) == model.config.vocab_size and meta_["path"] == str(tiny_checkpoint)
+
+
+def test_named_checkpoints_resolve_from_the_package_folder(tmp_path, monkeypatch, capsys):
+    """`--model NAME` finds checkpoints/NAME.safetensors shipped in the package (e.g. `requests`);
+    a path that exists wins over a name, and an unknown name lists the shipped ones."""
+    from conftest import make_checkpoint
+    shipped = tmp_path / "pkg"
+    shipped.mkdir()
+    make_checkpoint(shipped / "default.safetensors", seed=1)
+    make_checkpoint(shipped / "other.safetensors", seed=2)
+    monkeypatch.setattr(checkpoint, "default_path", lambda: shipped / "default.safetensors")
+    assert checkpoint.resolve("other") == shipped / "other.safetensors"
+    assert checkpoint.resolve("default") == shipped / "default.safetensors"
+    monkeypatch.chdir(tmp_path)
+    make_checkpoint(tmp_path / "other", seed=3)                 # a file in the working folder wins
+    assert checkpoint.resolve("other") == Path("other")
+    for bad in ("nothing", "../pkg/other", "other.safetensors2"):
+        with pytest.raises(checkpoint.CheckpointError, match="shipped by name: default, other"):
+            checkpoint.resolve(bad)
+    p = subprocess.run([sys.executable, "-m", "completer", "complete", "--model", "nothing"], input="def f(",
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and "no such checkpoint: nothing" in p.stderr

@@ -85,3 +85,15 @@ def test_train_rejects_bad_sizes_in_one_line(small_repo, tmp_path, flags, messag
     done = run(PYTHON_M + ["train", str(small_repo), "--out", str(tmp_path / "run"), "--steps", "1",
                            "--hidden", "8", "--batch", "2", "--seq", "8", *flags])
     assert message in one_line_error(done)
+
+
+def test_no_numpy_on_the_way_to_a_command():
+    """The CLI imports every command module to build its parser; none may load NumPy, or
+    `mpirun ... completer train` could not give each rank its BLAS threads before OpenBLAS starts."""
+    code = "import sys; from completer.cli import build_parser; build_parser(); print('numpy' in sys.modules)"
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert p.stdout.strip() == "False", p.stderr
+    from completer.commands import repl
+    from completer.engine import stops
+
+    assert repl.MODES == stops.MODES[:4]                     # the modes repl.py spells out

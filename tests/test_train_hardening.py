@@ -7,6 +7,8 @@ import os
 import signal
 import subprocess
 import time
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -155,3 +157,49 @@ def test_weight_drop_without_dropout_drops_weights(repo, tmp_path):
     assert plain["train_bpc"] != dropped["train_bpc"]
     a, b = checkpoint.load(tmp_path / "a")[0], checkpoint.load(tmp_path / "b")[0]
     assert not np.array_equal(a.params["layers.0.Wh"], b.params["layers.0.Wh"])
+
+
+def test_disk_full_before_the_first_resume_state_names_the_checkpoints_on_disk(repo, tmp_path, capsys, monkeypatch):
+    """The first save writes last and best, then the disk fills on the resume state: the message
+    says what is on disk (both checkpoints, no resume state), not 'nothing was saved yet'."""
+    out, real_fsync = tmp_path / "run", os.fsync
+
+    def full_on_the_state(fd):
+        if (out / "best.safetensors").exists() and not (out / "state.safetensors").exists():
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", full_on_the_state)
+    rc = main(["train", str(repo), "--out", str(out), *TINY, "--steps", "30"])
+    line = one_line_error(capsys, rc, "No space left on device")
+    assert "best.safetensors (step 10) and last.safetensors (step 10)" in line and "no resume state" in line
+    assert "nothing was saved" not in line and "--force" in line
+
+
+MPI_DISK_FULL = """
+import errno, os, sys
+from pathlib import Path
+out, real = Path(sys.argv[1]), os.fsync
+def full(fd):
+    if (out / "best.safetensors").exists() and not (out / "state.safetensors").exists():
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    return real(fd)
+os.fsync = full
+from completer.cli import main
+sys.exit(main(["train", sys.argv[2], "--out", str(out), "--hidden", "8", "--embed", "4", "--batch", "4",
+               "--seq", "16", "--val-every", "10", "--steps", "30"]))
+"""
+
+
+def test_disk_full_under_mpirun_says_what_is_on_disk(repo, tmp_path):
+    """Under mpirun the disk fills on rank 0's first resume state, after both checkpoints."""
+    mpirun = Path(sys.executable).parent / "mpirun"
+    out = tmp_path / "run"
+    p = subprocess.run([str(mpirun), "-n", "2", sys.executable, "-c", MPI_DISK_FULL, str(out), str(repo)],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode != 0 and "Traceback" not in p.stderr, p.stderr
+    errors = [l for l in p.stderr.splitlines() if "error" in l]
+    assert len(errors) == 1 and "No space left on device" in errors[0], p.stderr
+    assert "on disk: best.safetensors (step 10) and last.safetensors (step 10), servable, but no resume state" \
+        in errors[0] and "nothing was saved" not in errors[0], p.stderr
+    assert checkpoint.load(out / "last.safetensors")[2]["train"]["step"] == 10

@@ -268,3 +268,27 @@ def test_gradient_sum_is_in_rank_order_on_every_rank(n):
     p = run([MPIRUN, "-n", str(n), sys.executable, "-c", SUM_SCRIPT], timeout=60)
     assert p.returncode == 0, p.stderr
     assert p.stdout.split() == [str(n), "1", "1"], p.stdout
+
+
+def test_blas_threads_per_rank_are_what_openblas_really_uses_even_with_numpy_loaded_first(repo, tmp_path):
+    """Each rank's OpenBLAS runs blas_threads(ranks on the node) threads, read back through
+    openblas_get_num_threads (the `mpi:` log line), both for `completer train` and when NumPy was
+    imported before the launcher could set the environment (OpenBLAS read it then: its own setter)."""
+    from completer_trainers.launcher import THREAD_VARS, blas_threads
+
+    env = {k: v for k, v in os.environ.items() if k not in THREAD_VARS}
+    want = blas_threads(2)
+    for i, pre in enumerate(("", "import numpy; ")):
+        code = (f"import sys; {pre}from completer.cli import main; "
+                f"sys.exit(main(['train', {str(repo)!r}, '--out', {str(tmp_path / str(i))!r}, '--hidden', '8', "
+                f"'--embed', '4', '--batch', '2', '--seq', '8', '--steps', '2']))")
+        p = subprocess.run([MPIRUN, "-n", "2", sys.executable, "-c", code], capture_output=True, text=True,
+                           timeout=120, env=env)
+        assert p.returncode == 0, p.stderr
+        assert f"BLAS threads per rank {want}, {want}" in p.stderr, p.stderr
+    # and the one the user chose is left alone (OpenBLAS caps it at the cores: ask for 2 or 1)
+    mine = 2 if want == 1 else 1
+    p = subprocess.run([MPIRUN, "-n", "2", *cmd("train", str(repo), "--out", str(tmp_path / "u"), "--hidden", "8",
+                        "--embed", "4", "--batch", "2", "--seq", "8", "--steps", "2")], capture_output=True,
+                       text=True, timeout=120, env=dict(env, OPENBLAS_NUM_THREADS=str(mine)))
+    assert p.returncode == 0 and f"BLAS threads per rank {mine}, {mine}" in p.stderr, p.stderr

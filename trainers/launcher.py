@@ -13,8 +13,8 @@ Launchers recognised (any MPI library that mpi4py was built against works the sa
 A size of 1 (`mpirun -n 1`) is an ordinary single-process run.
 
 BLAS threads per rank default to the node's cores divided by the ranks on the node (at least 1,
-at most the cores the rank may run on); an OPENBLAS_NUM_THREADS / OMP_NUM_THREADS / MKL_NUM_THREADS
-the user set is left alone.
+at most the cores the rank may run on), also when NumPy is already loaded (OpenBLAS's own setter);
+an OPENBLAS_NUM_THREADS / OMP_NUM_THREADS / MKL_NUM_THREADS the user set is left alone.
 """
 from __future__ import annotations
 
@@ -44,6 +44,22 @@ def blas_threads(local_ranks: int) -> int:
     return max(1, min(allowed, cores // max(local_ranks, 1)))
 
 
+def set_threads(n: int) -> None:
+    """n BLAS threads for this rank unless the user chose (a THREAD_VARS variable is set): through
+    the environment, which OpenBLAS reads when NumPy loads, and, when NumPy is loaded already (it
+    read the variables at its import: a plugin, a sitecustomize), through OpenBLAS's own setter."""
+    if any(v in os.environ for v in THREAD_VARS):
+        return
+    for v in THREAD_VARS:
+        os.environ[v] = str(n)
+    if "numpy" in sys.modules:
+        from completer.system.blas import openblas
+
+        found = openblas()
+        if found is not None:
+            found[0](n)
+
+
 def start():
     """A World for this rank when launched as 2+ ranks, else None (mpi4py never imported)."""
     size = size_from_env()
@@ -66,11 +82,8 @@ def start():
                                  f"srun --mpi=...")
         return None
     node = comm.Split_type(MPI.COMM_TYPE_SHARED, key=comm.Get_rank())
-    if "numpy" not in sys.modules and not any(v in os.environ for v in THREAD_VARS):
-        n = str(blas_threads(node.Get_size()))
-        for v in THREAD_VARS:
-            os.environ[v] = n
-    from completer_trainers.distributed import World
+    set_threads(blas_threads(node.Get_size()))
+    from completer_trainers.world import World
 
     return World(comm, node)
 
@@ -91,12 +104,15 @@ def main(argv=None) -> int:
     if world is None:
         print("run under an MPI launcher with 2 or more ranks", file=sys.stderr)
         return 2
-    from completer_trainers.distributed import bench
+    from completer_trainers.world import bench
+
+    from completer.system.blas import openblas_threads
 
     rates = bench(world, args.configs, args.steps, args.warmup)
+    threads = world.gather_ints(openblas_threads() or 0)   # what each rank's OpenBLAS really uses
     if rates is not None:
         print(json.dumps({"mpi_train_chars_per_s": rates, "mpi_ranks": world.size,
-                          "mpi_blas_threads": int(os.environ.get("OPENBLAS_NUM_THREADS", "0") or 0)}), flush=True)
+                          "mpi_blas_threads": max(threads), "mpi_blas_threads_per_rank": threads}), flush=True)
     world.close()
     return 0
 

@@ -8,9 +8,12 @@ from __future__ import annotations
 import sys
 
 from completer.commands.common import add_memory_args, add_model_arg, attach_memory, nonneg_float, positive_float
-from completer.engine.stops import MODES as ENGINE_MODES
 
-MODES = ENGINE_MODES[:4]  # "free" (no stop rule) is for `completer sample`
+# completer.engine.stops.MODES[:4] ("free", no stop rule, is for `completer sample`), spelt out:
+# importing completer.engine loads NumPy, and the CLI imports every command module before it runs
+# one, so `completer train` under mpirun could no longer set each rank's BLAS threads before NumPy
+# loads (tests/test_cli.py checks both: the same modes, and no NumPy on the way to a command).
+MODES = ("char", "token", "line", "block")
 
 
 def add_parser(sub):

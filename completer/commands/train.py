@@ -1,4 +1,5 @@
-"""`completer train REPO_DIR --out RUN_DIR`: train a model on every Python file of a repository.
+"""`completer train REPO_DIR... --out RUN_DIR`: train a model on every Python file of repositories
+(or of the folders a `--corpus FILE` lists, as `python -m completer_trainers.fetch` writes it).
 
 The work happens in completer_trainers.loop.Run; this module only defines the flags, prints the
 summary, draws the plot and maps a signal to its exit code (SIGINT 130, SIGTERM 143, SIGUSR1 138).
@@ -17,13 +18,19 @@ from completer.commands.common import fraction, nonneg_float, nonneg_int, positi
 
 def add_parser(sub):
     p = sub.add_parser(
-        "train", help="train a model on every Python file of a repository",
-        description="Train a character-level model on the *.py files under REPO_DIR (plus --include globs). "
+        "train", help="train a model on every Python file of repositories",
+        description="Train a character-level model on the *.py files under REPO_DIR (plus --include globs); "
+                    "several REPO_DIRs, or --corpus FILE, make one corpus whose paths start with each folder's "
+                    "name. "
                     "RUN_DIR receives best.safetensors, last.safetensors, state.safetensors (resume), "
                     "metrics.jsonl and loss.png. Ctrl-C or SIGTERM saves and exits 130 / 143; --resume continues "
                     "bit for bit. Defaults: lstm, hidden 256, 1 layer, embed 64, batch 32, seq 128, adam, "
                     "20 epochs.")
-    p.add_argument("repo", metavar="REPO_DIR", help="repository to learn from")
+    p.add_argument("repo", metavar="REPO_DIR", nargs="*", help="repositories to learn from")
+    p.add_argument("--corpus", metavar="FILE", default=None,
+                   help="a file listing corpus folders, one per line, each optionally followed by xWEIGHT (its "
+                        "training files read WEIGHT times per epoch); relative to the file's folder. "
+                        "`python -m completer_trainers.fetch MANIFEST DEST` writes DEST/corpus.txt")
     p.add_argument("--out", metavar="RUN_DIR", required=True,
                    help="run directory for checkpoints, resume state, metrics and plot")
     m = p.add_argument_group("model")
@@ -73,6 +80,12 @@ def add_parser(sub):
                    help="also train on files matching GLOB (repo-relative path or file name; repeatable)")
     v.add_argument("--heldout", nargs="+", action="extend", default=None, metavar="PATH",
                    help="repo-relative files never trained on nor used for validation")
+    v.add_argument("--vocab-size", type=positive_int, default=None, metavar="N",
+                   help="at most N symbols: the N-1 most frequent training characters and the unknown symbol, "
+                        "which reads every other one (default: every character; with --init the checkpoint's "
+                        "characters all stay and new ones join up to N)")
+    v.add_argument("--min-count", type=positive_int, default=None, metavar="C",
+                   help="leave characters seen fewer than C times in training to the unknown symbol (default 1)")
     v.add_argument("--max-file-kb", type=positive_int, default=None,
                    help="skip files larger than this (default 1000 kB)")
     r = p.add_argument_group("run")
@@ -88,7 +101,8 @@ def add_parser(sub):
 
 OPTION_FLAGS = ("cell", "hidden", "layers", "embed", "dropout", "weight_drop", "batch", "seq", "optimizer", "lr",
                 "clip", "warmup", "weight_decay", "ema", "seed", "steps", "epochs", "minutes", "val_fraction",
-                "val_files", "val_every", "val_chars", "patience", "include", "heldout", "log_every")
+                "val_files", "val_every", "val_chars", "patience", "include", "heldout", "log_every", "vocab_size",
+                "min_count")
 
 
 def run(args) -> int:
@@ -102,6 +116,26 @@ def run(args) -> int:
     return run_rank(world, lambda: _train(args, world))
 
 
+def sources(args) -> list:
+    """[(folder, weight)] from REPO_DIR... and --corpus; CompleterError when there is none."""
+    from pathlib import Path
+
+    from completer.errors import CompleterError
+
+    out = [(Path(d), 1) for d in args.repo]
+    if args.corpus is not None:
+        from completer_trainers.corpus import read_manifest
+
+        out += read_manifest(args.corpus)
+    if not out:
+        raise CompleterError("give the corpus: one or more REPO_DIR, or --corpus FILE")
+    return out
+
+
+def _where(args) -> str:
+    return " ".join([*args.repo] + ([f"--corpus {args.corpus}"] if args.corpus else []))
+
+
 def _train(args, world) -> int:
     from completer_trainers.loop import Run
     from completer_trainers.plot import plot_run
@@ -109,12 +143,13 @@ def _train(args, world) -> int:
     options = {k: getattr(args, k) for k in OPTION_FLAGS}
     options["max_file_bytes"] = args.max_file_kb * 1000 if args.max_file_kb else None
     kw = dict(resume=args.resume, init=args.init, force=args.force, verbose=args.verbose)
+    repo = sources(args) if world is None or world.root else []
     if world is None:
-        trainer = Run(args.repo, args.out, options, **kw)
+        trainer = Run(repo, args.out, options, **kw)
     else:
         from completer_trainers.distributed import DistributedRun
 
-        trainer = DistributedRun(world, args.repo, args.out, options, **kw)
+        trainer = DistributedRun(world, repo, args.out, options, **kw)
     s = trainer.train()
     if world is not None and not world.root:  # rank 0 reports and plots; the others exit alike
         return 128 + s["signal"] if s["signal"] is not None else 0
@@ -125,7 +160,7 @@ def _train(args, world) -> int:
     if s["signal"] is not None:
         name = signal.Signals(s["signal"]).name
         print(f"{name}: stopped at step {s['steps']}; saved {s['last']} and resume state; continue with "
-              f"`completer train {args.repo} --out {args.out} --resume`", file=sys.stderr)
+              f"`completer train {_where(args)} --out {args.out} --resume`", file=sys.stderr)
     else:
         print(f"done ({s['stopped']}): {s['steps']} steps, {s['epochs']:.2f} epochs, {s['chars']:,} chars in "
               f"{s['seconds']:.1f}s ({s['chars_per_s']:,.0f} chars/s training); train {f(s['train_bpc'])} bpc, "

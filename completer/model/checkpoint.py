@@ -106,21 +106,37 @@ def default_path() -> Path:
     return Path(shipped.__file__).parent / DEFAULT_NAME
 
 
+def named(name: str) -> Path | None:
+    """checkpoints/NAME.safetensors shipped in the package, for a bare NAME (no folder, no suffix)."""
+    if not name or "/" in name or "\\" in name or name.startswith(".") or Path(name).suffix:
+        return None
+    p = default_path().parent / f"{name}.safetensors"
+    return p if p.is_file() else None
+
+
+def shipped_names() -> list[str]:
+    """The names `--model NAME` accepts: the package's checkpoints."""
+    return sorted(p.name.removesuffix(".safetensors") for p in default_path().parent.glob("*.safetensors"))
+
+
 def resolve(path=None) -> Path:
-    """A checkpoint file, a run directory (its best checkpoint), or None (the shipped model)."""
+    """A checkpoint file, a run directory (its best checkpoint), the name of a checkpoint shipped in
+    the package's checkpoints folder (`requests`), or None (the shipped default model)."""
     if path is None or str(path) == "":
         p = default_path()
         if not p.is_file():
             raise CheckpointError(f"the shipped model is missing ({p}); pass --model CHECKPOINT")
         return p
     p = Path(path).expanduser()
+    if not p.exists() and named(str(path)) is not None:  # `--model requests`: a shipped checkpoint by name
+        return named(str(path))
     if p.is_dir():
         for name in (BEST, LAST):
             if (p / name).is_file():
                 return p / name
         raise CheckpointError(f"{p} is a directory without {BEST} or {LAST}")
     if not p.exists():
-        raise CheckpointError(f"no such checkpoint: {p}")
+        raise CheckpointError(f"no such checkpoint: {p} (shipped by name: {', '.join(shipped_names())})")
     if not p.is_file():  # a FIFO or a device would block the first read forever
         raise CheckpointError(f"{p}: not a regular file")
     return p

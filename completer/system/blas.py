@@ -33,8 +33,11 @@ _governor = None
 _start_lock = threading.Lock()
 
 
-def openblas():
-    """(set_num_threads, library path) of the OpenBLAS numpy uses, or None."""
+GETTERS = tuple(n.replace("set_num", "get_num") for n in SETTERS)
+
+
+def _openblas_fn(names, argtypes, restype):
+    """(function, library path) of the first of `names` in the OpenBLAS numpy uses, or None."""
     import numpy  # noqa: F401  (loads its BLAS, so the library is in our address space)
 
     try:
@@ -47,12 +50,24 @@ def openblas():
             lib = ctypes.CDLL(path)
         except OSError:
             continue
-        for name in SETTERS:
+        for name in names:
             fn = getattr(lib, name, None)
             if fn is not None:
-                fn.argtypes, fn.restype = [ctypes.c_int], None
+                fn.argtypes, fn.restype = argtypes, restype
                 return fn, path
     return None
+
+
+def openblas():
+    """(set_num_threads, library path) of the OpenBLAS numpy uses, or None."""
+    return _openblas_fn(SETTERS, [ctypes.c_int], None)
+
+
+def openblas_threads() -> int | None:
+    """The thread count the OpenBLAS numpy uses really has now (not what an environment variable
+    asked for), or None without OpenBLAS."""
+    found = _openblas_fn(GETTERS, [], ctypes.c_int)
+    return None if found is None else int(found[0]())
 
 
 def cpu_ticks() -> tuple[int, int]:
