@@ -112,3 +112,17 @@ def test_serving_commands_never_import_trainers(command, tiny_checkpoint, tmp_pa
     imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
     assert "completer.model.network" in imported  # it did load a model
     assert not [m for m in imported if m.startswith("completer_trainers")]
+
+
+def test_the_package_root_holds_only_the_cli_registry_discovery_and_errors():
+    """Each concern has a folder named for it (docs/architecture.md); a module that lands at the
+    root of completer/ instead belongs in one."""
+    root = {p.stem for p in (REPO / "completer").glob("*.py")}
+    assert root <= {"__init__", "__main__", "cli", "registry", "discovery", "errors"}, sorted(root)
+
+
+def test_no_python_module_is_over_about_400_lines():
+    """Small modules, split along their seams (issue: 'no module over ~400 lines')."""
+    sizes = {str(p.relative_to(REPO)): len(p.read_text().splitlines())
+             for folder in ("completer", "trainers") for p in (REPO / folder).rglob("*.py")}
+    assert not {p: n for p, n in sizes.items() if n > 420}

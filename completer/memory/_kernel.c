@@ -28,7 +28,12 @@
    Buffers come through the buffer protocol (numpy arrays), so no numpy headers are needed.
    Threads: `learn` and `score` run without the GIL (a workspace read on a background thread never
    stalls the frontend's Python), and every method holds the object's mutex while it touches the
-   tables, so a prediction waits at most for the chunk being learnt. */
+   tables, so a prediction waits at most for the chunk being learnt.
+
+   Why one file of ~1,000 lines: it is one C extension whose models share the Memory struct, the
+   hashing and the static inline helpers the compiler inlines across them; the Python-facing
+   methods and their argument and state checks make up half of it. Split it into translation
+   units only with a header for the struct and the helpers. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <math.h>
