@@ -89,7 +89,7 @@ def run(args) -> int:
     adapter = None
     if args.adapt:
         adapter = Adapter(model, **({"lr": args.adapt_lr} if args.adapt_lr else {}))
-    memory, memories = None, []
+    memory, first = None, []
     if not args.no_memory:
         from completer.memory import Memory
         from completer.memory.store import load_weights, weights_path
@@ -97,8 +97,10 @@ def run(args) -> int:
         weights = load_weights(weights_path(meta["path"]))
 
         def memory():
-            memories.append(Memory(vocab, weights=weights))
-            return memories[-1]
+            made = Memory(vocab, weights=weights)
+            if args.save_mixer and not first:   # the scoring pass's memory, whose weights --save-mixer
+                first.append(made)              # writes; no other is kept (--cold makes one per file)
+            return made
     elif args.save_mixer:
         raise CompleterError("--save-mixer needs the memory (drop --no-memory)")
     from completer.engine.gate import Gate, gate_path
@@ -127,7 +129,7 @@ def run(args) -> int:
     if args.save_mixer:
         from completer.memory.store import save_weights
 
-        save_weights(args.save_mixer, memories[0].weights,
+        save_weights(args.save_mixer, first[0].weights,
                      {"fitted_on": [d.path for d in docs], "chars": report["chars"], "model": meta["path"]})
         _log(f"mixer weights written to {args.save_mixer}")
     c = meta["config"]
