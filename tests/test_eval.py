@@ -88,6 +88,9 @@ def test_known_probabilities_by_hand():
     # greedy always says "a" for 80 characters: never exact; ES against the rest of the line
     truths = [evaluate.rest_of_line(docs[0].text, p) for _, p in evaluate.cut_points(docs)]
     es = np.mean([difflib.SequenceMatcher(None, "a" * 80, t).ratio() * 100 for t in truths])
+    assert report["shown"]["coverage"] == 100.0 and report["shown"]["precision"] == 0.0
+    assert report["shown"]["loops"] == 100.0               # "aaaa..." where the truth has at most "aaa"
+    assert report["shown"]["accepted_chars"] == pytest.approx(np.mean([len(t) - len(t.lstrip("a")) for t in truths]))
     assert report["line_em"] == 0.0 and report["line_es"] == pytest.approx(es)
     assert report["cuts"] == 8 and report["chars"] == 10
 
@@ -109,29 +112,16 @@ def test_ngram_line_completion_by_hand():
         assert report[key] == alone[key], key
 
 
-def naive(model, vocab, text, cuts):
-    """Bits per character and greedy completions, one model.step at a time from the zero state."""
+def naive(model, vocab, text):
+    """Bits per character, one model.step at a time from the zero state."""
     ids = vocab.encode(text)
-    state, bits, states = model.zero_state(1), [], {}
+    state, bits = model.zero_state(1), []
     logits = evaluate._head(model, state)
     for t, i in enumerate(ids):
-        states[t] = state
         z = logits[0].astype(np.float64)
         bits.append((np.log(np.exp(z - z.max()).sum()) + z.max() - z[i]) / np.log(2))
         logits, state = model.step(np.array([i]), state)
-    outs = []
-    for p in cuts:
-        s, out = states[p], ""
-        logits = evaluate._head(model, s)
-        while len(out) < 80:
-            logits[0, vocab.unk] = -np.inf
-            c = int(logits[0].argmax())
-            if vocab.char(c) == "\n":
-                break
-            out += vocab.char(c)
-            logits, s = model.step(np.array([c]), s)
-        outs.append(out)
-    return np.array(bits), outs
+    return np.array(bits)
 
 
 @pytest.fixture
@@ -140,31 +130,85 @@ def tiny(tiny_checkpoint):
     return model, vocab
 
 
-def test_batched_segments_match_a_step_by_step_reading(tiny):
+@pytest.mark.parametrize("batch", [1, 2, 16])
+def test_batched_segments_match_a_step_by_step_reading(tiny, batch):
     model, vocab = tiny
     docs = [Doc("a.py", CODE * 3), Doc("b.py", "print('hi')\n")]
-    cuts = evaluate.cut_points(docs, n=25)
-    # segments of 40 characters, each read after the whole file before it: exact
-    got = evaluate.read_static(model, vocab, docs, cuts, segment=40, warmup=10_000, window=16)
+    # segments of 40 characters, each read after the whole file before it, `batch` side by side: exact
+    got = evaluate.read_static(model, vocab, docs, segment=40, warmup=10_000, window=16, batch=batch)
     for d, doc in enumerate(docs):
-        mine = [c for c, (dd, _) in enumerate(cuts) if dd == d]
-        bits, outs = naive(model, vocab, doc.text, [cuts[c][1] for c in mine])
-        np.testing.assert_allclose(got.bits[d], bits, rtol=1e-4, atol=1e-5)
-        assert [got.completions[c] for c in mine] == outs
+        np.testing.assert_allclose(got.bits[d], naive(model, vocab, doc.text), rtol=1e-4, atol=1e-5)
     # a short warmup changes the context, not the bookkeeping: same shapes, close figures
-    short = evaluate.read_static(model, vocab, docs, cuts, segment=40, warmup=8, window=16)
+    short = evaluate.read_static(model, vocab, docs, segment=40, warmup=8, window=16, batch=batch)
     assert abs(np.concatenate(short.bits).mean() - np.concatenate(got.bits).mean()) < 0.05
 
 
+def test_the_memory_pass_does_not_depend_on_the_batch(tiny):
+    """Segments read a few at a time (bounded memory) give the memory the same log-probabilities,
+    in the same order, as all at once."""
+    from completer.memory import Memory
+
+    model, vocab = tiny
+    docs = [Doc("a.py", CODE * 3), Doc("b.py", CODE.replace("f(", "h(") * 2)]
+    runs = [evaluate.read_static(model, vocab, docs, segment=50, warmup=100, memory=lambda d, m=Memory(vocab): m,
+                                 batch=b) for b in (1, 3, 100)]
+    for other in runs[1:]:
+        for d in range(2):
+            np.testing.assert_allclose(other.bits[d], runs[0].bits[d], rtol=1e-5, atol=1e-6)
+            assert (other.suggest[d] == runs[0].suggest[d]).all()
+    assert np.concatenate(runs[0].bits).mean() < np.concatenate(evaluate.read_static(model, vocab, docs).bits).mean()
+
+
+@pytest.mark.parametrize("memory", [False, True])
+def test_eval_completions_are_the_engines(tiny_checkpoint, memory):
+    """One decoding path: at every cut point, eval's suggestion is what an Engine (from the same
+    checkpoint) answers there, the file typed up to the cut; with the memory, the engine's memory
+    reads the files in order as they are typed."""
+    from completer.engine import Engine, Request
+    from completer.memory import Memory
+
+    model, vocab, meta = checkpoint.load(tiny_checkpoint)
+    docs = [Doc("a.py", CODE * 6), Doc("b.py", CODE.replace("f(", "h(") * 3)]
+    cuts = evaluate.cut_points(docs, 150)
+    pairs = []
+    report = evaluate.evaluate(model, vocab, docs, memory=(lambda: Memory(vocab)) if memory else None,
+                               meta=meta, collect=pairs, n_cuts=150)
+    engine = Engine.from_checkpoint(tiny_checkpoint, memory=memory)
+    mine = []
+    for d, doc in enumerate(docs):
+        engine.open(f"file:///{d}.py", "")
+        for dd, p in cuts:
+            if dd == d:
+                engine.change(f"file:///{d}.py", doc.text[:p])
+                got = engine.complete(f"file:///{d}.py", p, Request(mode="line", max_chars=80))
+                mine.append(got[0].text if got else "")
+        if memory:
+            engine.change(f"file:///{d}.py", doc.text)
+            engine.prepare(f"file:///{d}.py", len(doc.text))
+    em, es, _ = evaluate.line_scores(docs, cuts, mine)
+    assert report["line_em"] == em and report["line_es"] == pytest.approx(es)
+    # the suggestions themselves: what --save-gate fits on, one per non-empty suggestion
+    # (the last configuration's come last)
+    exact = [evaluate.line_match(m, evaluate.rest_of_line(docs[d].text, p))[0] for m, (d, p) in zip(mine, cuts) if m]
+    assert [bool(e) for _, e in pairs[-len(exact):]] == exact and len(pairs) >= len(exact)
+
+
 def test_adaptation_with_a_vanishing_rate_is_the_static_reading(tiny):
+    """Files shorter than the engine's block: the sequential reading's states are the engine's,
+    so its completions (the engine's decoding from the stream's state) are the engine's own."""
+    from completer.engine import Engine
+    from completer.evaluation.lines import Lines
+
     model, vocab = tiny
     docs = [Doc("a.py", CODE * 2), Doc("b.py", CODE)]
     cuts = evaluate.cut_points(docs, n=30)
-    static = evaluate.read_static(model, vocab, docs, cuts, warmup=10_000)
-    adapted = evaluate.read_sequential(model, vocab, docs, cuts, adapter=Adapter(model, lr=1e-30), window=32)
+    static = evaluate.read_static(model, vocab, docs, warmup=10_000)
+    lines = Lines(Engine(model, vocab))
+    complete = lambda net, state, d, p, mem: lines.at(net, state, docs[d].text, p, mem)
+    adapted = evaluate.read_sequential(model, vocab, docs, cuts, complete, adapter=Adapter(model, lr=1e-30), window=32)
     for d in range(2):
         np.testing.assert_allclose(adapted.bits[d], static.bits[d], rtol=1e-4, atol=1e-5)
-    assert adapted.completions == static.completions
+    assert adapted.completions == [c.text if c else "" for c in Lines(Engine(model, vocab)).typed(docs, cuts)]
 
 
 def test_the_windowed_update_is_one_sgd_step_on_the_whole_window(tiny, tmp_path):
@@ -173,7 +217,7 @@ def test_the_windowed_update_is_one_sgd_step_on_the_whole_window(tiny, tmp_path)
     cuts = [(0, 11), (0, 30), (0, 31)]                     # split the window into pieces
     reference = checkpoint.load(checkpoint.save(tmp_path / "copy.safetensors", model, vocab))[0]
     adapter = Adapter(model, lr=0.7)
-    evaluate.read_sequential(model, vocab, [Doc("a.py", text)], cuts, adapter=adapter, window=128)
+    evaluate.read_sequential(model, vocab, [Doc("a.py", text)], cuts, lambda *a: None, adapter=adapter, window=128)
     ids = vocab.encode(text)
     Adapter(reference, lr=0.7).learn(ids[:-1, None], ids[1:, None], reference.zero_state(1))
     for k in model.params:
@@ -206,7 +250,7 @@ def write_repo(tmp_path):
 def test_eval_json_report(tmp_path, tiny_checkpoint, capsys):
     repo = write_repo(tmp_path)
     code = cli.main(["eval", str(repo / "pkg" / "a.py"), str(repo / "tests"), "--model", str(tiny_checkpoint),
-                     "--train-corpus", str(repo), "--ngram-order", "12", "--json"])
+                     "--train-corpus", str(repo), "--ngram-order", "12", "--json", "--cuts", "100"])
     assert code == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     for key in ("bpc", "top1", "top5", "line_em", "line_es", "keystrokes_saved", "lzma_bpc", "bz2_bpc",
@@ -222,7 +266,7 @@ def test_eval_json_report(tmp_path, tiny_checkpoint, capsys):
 
 def test_eval_table_with_adaptation(tmp_path, tiny_checkpoint, capsys):
     repo = write_repo(tmp_path)
-    assert cli.main(["eval", str(repo / "pkg" / "a.py"), "--model", str(tiny_checkpoint), "--adapt"]) == 0
+    assert cli.main(["eval", str(repo / "pkg" / "a.py"), "--model", str(tiny_checkpoint), "--adapt", "--cuts", "100"]) == 0
     out = capsys.readouterr().out
     assert "adapted" in out and "bits per character" in out and "no --train-corpus" in out
     assert "8-gram line EM (%)" in out
@@ -231,7 +275,7 @@ def test_eval_table_with_adaptation(tmp_path, tiny_checkpoint, capsys):
 def test_eval_table_with_an_ngram_order(tmp_path, tiny_checkpoint, capsys):
     repo = write_repo(tmp_path)
     assert cli.main(["eval", str(repo / "pkg" / "a.py"), "--model", str(tiny_checkpoint),
-                     "--train-corpus", str(repo), "--ngram-order", "16"]) == 0
+                     "--train-corpus", str(repo), "--ngram-order", "16", "--cuts", "100"]) == 0
     rows = {line[:24].strip(): line[24:].strip() for line in capsys.readouterr().out.splitlines()}
     assert float(rows["16-gram Kneser-Ney bpc"]) < 6
     assert 0 <= float(rows["16-gram line EM (%)"]) <= 100 and 0 <= float(rows["16-gram line ES"]) <= 100
@@ -267,7 +311,7 @@ def test_eval_project_memory_runs_and_zpaq_reference(tmp_path, tiny_checkpoint, 
 
     repo = write_repo(tmp_path)
     target = [str(repo / "pkg" / "a.py")]
-    assert cli.main(["eval", *target, "--model", str(tiny_checkpoint), "--project", str(repo), "--json"]) == 0
+    assert cli.main(["eval", *target, "--model", str(tiny_checkpoint), "--project", str(repo), "--json", "--cuts", "200"]) == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     runs = report["runs"]
     assert list(runs) == ["network", "memory"] and report["memory"] is True
@@ -277,10 +321,36 @@ def test_eval_project_memory_runs_and_zpaq_reference(tmp_path, tiny_checkpoint, 
     assert runs["memory"]["line_em"] > runs["network"]["line_em"] + 20
     assert shutil.which("zpaq"), "zpaq is not installed (.ci/run installs it: apt-get install zpaq)"
     assert 0 < report["zpaq_bpc"] < report["lzma_bpc"] + 1
-    assert cli.main(["eval", *target, "--model", str(tiny_checkpoint), "--no-memory", "--json"]) == 0
+    assert cli.main(["eval", *target, "--model", str(tiny_checkpoint), "--no-memory", "--json", "--cuts", "200"]) == 0
     plain = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert list(plain["runs"]) == ["network"] and plain["bpc"] == runs["network"]["bpc"]
     monkeypatch.setenv("PATH", "/nonexistent")                             # no zpaq program
-    assert cli.main(["eval", *target, "--model", str(tiny_checkpoint), "--project", str(repo)]) == 0
+    assert cli.main(["eval", *target, "--model", str(tiny_checkpoint), "--project", str(repo), "--cuts", "200"]) == 0
     captured = capsys.readouterr()
     assert "zpaq -method 5 reference skipped" in captured.err and "- (no zpaq)" in captured.out
+
+
+def test_the_reading_holds_a_bounded_batch_whatever_the_number_of_files(tiny):
+    """Memory of the scoring pass with the memory: one batch of segments at a time, plus a few
+    bytes per character of figures, never the (characters, V) log-probabilities of every file
+    (524 bytes a character at V = 131; the old pass held them all: 1.5 GB for a 76-file package)."""
+    import tracemalloc
+
+    from completer.memory import Memory
+
+    model, vocab = tiny
+    text = CODE * 12                                                 # ~1,900 characters a file
+
+    def peak(n, batch=4):
+        docs = [Doc(f"{i}.py", text) for i in range(n)]
+        mem = Memory(vocab)
+        tracemalloc.start()
+        evaluate.read_static(model, vocab, docs, segment=500, warmup=100, memory=lambda d: mem, batch=batch)
+        top = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        return top
+
+    few, many = peak(2), peak(12)
+    per_char = (many - few) / (10 * len(text))
+    assert per_char < 16, f"{per_char:.0f} bytes per extra character"
+    assert (peak(12, batch=1000) - few) / (10 * len(text)) > 100    # all at once: what it would cost

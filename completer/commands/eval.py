@@ -1,4 +1,4 @@
-"""`completer eval PATH...`: measure a model on held-out Python files (see completer/evaluate.py)."""
+"""`completer eval PATH...`: measure a model on held-out Python files (see completer/evaluation/evaluate.py)."""
 from __future__ import annotations
 
 import json
@@ -41,6 +41,22 @@ def add_parser(sub):
     p.add_argument("--save-mixer", metavar="PATH", default=None,
                    help="write the mixer weights the memory run ended with (JSON): the starting weights "
                         "shipped beside a checkpoint as NAME.mixer.json")
+    p.add_argument("--cuts", type=positive_int, default=None, metavar="N",
+                   help="line-completion cut points (default 1,000, the protocol's; fewer is faster and "
+                        "less precise)")
+    p.add_argument("--cold", type=positive_int, nargs="?", const=2000, default=None, metavar="N",
+                   help="the cold-start scenario: each file's first N characters (default 2,000), a "
+                        "fresh memory per file, as a new project")
+    p.add_argument("--gate", metavar="PATH", default=None,
+                   help="the confidence gate to measure (a NAME.gate.json file; default: the one beside "
+                        "the checkpoint, if any)")
+    p.add_argument("--save-gate", metavar="PATH", default=None,
+                   help="fit the confidence gate on these files' suggestions (every configuration "
+                        "measured) and write it (JSON): shipped beside a checkpoint as NAME.gate.json; "
+                        "fit it on text the network never trained on (docs/gate.md)")
+    p.add_argument("--gate-threshold", type=float, default=None, metavar="P",
+                   help="with --save-gate: the default threshold to write, 0..1 (default: the lowest "
+                        "whose precision on these files reaches 30%%, see docs/gate.md)")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object on the last line")
     p.set_defaults(run=run)
 
@@ -59,6 +75,13 @@ def run(args) -> int:
     if order > MAX_NGRAM_ORDER:  # memory grows with order x training characters
         raise CompleterError(f"--ngram-order must be at most {MAX_NGRAM_ORDER}, got {order}")
     model, vocab, meta = checkpoint.load(args.model)  # a bad model fails first, before any log line
+    from completer.system import blas
+
+    blas.adapt_threads()  # the engine's batch-1 steps: one BLAS thread while other processes are busy
+    if args.cold is not None and args.project:
+        raise CompleterError("--cold measures a new project: drop --project")
+    if args.gate_threshold is not None and (not args.save_gate or not 0 <= args.gate_threshold <= 1):
+        raise CompleterError("--gate-threshold needs --save-gate and a value between 0 and 1")
     docs = evaluate.read_files(args.paths, log=_log)
     project = evaluate.train_texts(args.project, docs) if args.project else None
     corpus = args.train_corpus or args.project
@@ -78,9 +101,29 @@ def run(args) -> int:
             return memories[-1]
     elif args.save_mixer:
         raise CompleterError("--save-mixer needs the memory (drop --no-memory)")
+    from completer.engine.gate import Gate, gate_path
+
+    gate = Gate.load(args.gate or gate_path(meta["path"]))
+    if args.gate and gate is None:
+        raise CompleterError(f"{args.gate}: no such gate file")
+    collect = [] if args.save_gate else None
     _log(f"{len(docs)} files, {sum(len(d.text) for d in docs):,} characters; model {meta['path']}")
     report = evaluate.evaluate(model, vocab, docs, train=train, adapt=adapter, ngram_order=order, log=_log,
-                               memory=memory, project=project)
+                               memory=memory, project=project, cold=args.cold, meta=meta, gate=gate,
+                               collect=collect, n_cuts=args.cuts or evaluate.CUTS)
+    if args.save_gate:
+        from completer.evaluation.gatefit import fit_gate
+
+        from pathlib import Path
+
+        if args.gate_threshold is not None:
+            fitted_threshold = args.gate_threshold
+        fitted = fit_gate(collect, {"fitted_on": [d.path for d in docs], "model": Path(meta["path"]).name,
+                                    "scenario": report["scenario"]})
+        if args.gate_threshold is not None:
+            fitted.meta["rule_threshold"], fitted.threshold = fitted.threshold, fitted_threshold
+        fitted.save(args.save_gate)
+        _log(f"gate fitted on {len(collect)} suggestions, threshold {fitted.threshold:.2f}: {args.save_gate}")
     if args.save_mixer:
         from completer.memory.store import save_weights
 
@@ -103,6 +146,7 @@ def run(args) -> int:
     for label, key, fmt in ROWS:
         cell = lambda v: f"{fmt.format(v) if v is not None else '-':>16}"
         print(f"{label:24}" + "".join(cell(r[key]) for r in runs.values()))
+    _print_shown(report)
     gram = f"{report['ngram_order']}-gram"
     for label, key, fmt in (("lzma -9e bpc", "lzma_bpc", "{:.3f}"), ("bz2 -9 bpc", "bz2_bpc", "{:.3f}"),
                             ("zpaq -method 5 bpc", "zpaq_bpc", "{:.3f}"),
@@ -113,3 +157,14 @@ def run(args) -> int:
         missing = "- (no zpaq)" if key == "zpaq_bpc" and report["lzma_bpc"] is not None else "- (no --train-corpus)"
         print(f"{label:24}{(fmt.format(v) if v is not None else missing):>10}")
     return 0
+
+
+def _print_shown(report) -> None:
+    """The gate's figures per configuration: every suggestion shown, then gated (with a gate)."""
+    runs = report["runs"]
+    rows = [("ungated", "shown")] + ([(f"gate {report['gate']['threshold']:.2f}", "gated")] if report["gate"] else [])
+    for title, key in rows:
+        for label, k, fmt in (("coverage (%)", "coverage", "{:.1f}"), ("precision (%)", "precision", "{:.1f}"),
+                              ("accepted chars", "accepted_chars", "{:.2f}"), ("loops (%)", "loops", "{:.1f}")):
+            cell = lambda r: f"{fmt.format(r[key][k]) if r.get(key) and r[key][k] is not None else '-':>16}"
+            print(f"{(title + ' ' + label):24}" + "".join(cell(r) for r in runs.values()))

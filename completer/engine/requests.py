@@ -97,6 +97,8 @@ class Completion:
     logprob: float                                   # natural log of the text's probability
     char_logprobs: list = field(default_factory=list)
     cut: bool = False            # the request's budget ran out: the decoder was stopped early
+    confidence: float | None = None   # the gate's P(accepted) (completer.engine.gate), None without a gate
+    features: object = field(default=None, repr=False, compare=False)   # the gate's inputs, (F,)
 
     @property
     def prob(self) -> float:

@@ -45,6 +45,7 @@ import numpy as np
 
 from completer.engine import syntax
 from completer.engine.documents import DocCache, common_prefix
+from completer.engine.gate import features as gate_features
 from completer.engine.guard import cut_loop
 from completer.engine.learning import Learning
 from completer.engine.net import Net
@@ -71,6 +72,7 @@ class Engine(Learning):
         self.model, self.vocab, self.meta = model, vocab, dict(meta or {})
         self.net = Net(model)
         self.memory = memory    # a completer.memory.Memory mixed into every prediction, or None
+        self.gate = None        # a completer.engine.gate.Gate: each Completion's confidence, or None
         self.context = context
         self.block = context // 2                                           # S
         self.cache_states = cache_states
@@ -95,6 +97,7 @@ class Engine(Learning):
         model, vocab, meta = checkpoint.load(resolved)
         meta = dict(meta, path=str(resolved))
         engine = cls(model, vocab, meta, **kw)
+        engine.load_gate()
         if memory:
             engine.set_memory(True)
         return engine
@@ -111,6 +114,13 @@ class Engine(Learning):
 
             path = self.meta.get("path")
             self.memory = Memory(self.vocab, weights=load_weights(weights_path(path)) if path else None)
+
+    def load_gate(self) -> None:
+        """The confidence gate shipped beside the checkpoint (NAME.gate.json), if there is one."""
+        from completer.engine.gate import Gate, gate_path
+
+        path = self.meta.get("path")
+        self.gate = Gate.load(gate_path(path)) if path else None
 
     def describe(self) -> dict:
         c = self.model.config
@@ -384,6 +394,9 @@ class Engine(Learning):
             seen.add(done)
             lps = h.lps[:len(done)]
             c = Completion(done, float(sum(lps)), lps, cut=cut)
+            c.features = gate_features(c, search.root_mix, req.mode, h.ids[0], h.looped)   # ~10 us
+            if self.gate is not None:
+                c.confidence = self.gate.prob(c.features)
             if c.prob >= req.min_prob:
                 out.append(c)
             if len(out) == req.n:

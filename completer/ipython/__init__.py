@@ -14,6 +14,7 @@ word, Ctrl-Right a token, Alt-Right a character.
     %completer                      what is on (model, mode, decoder, context)
     %completer off | on             IPython's history suggestion alone / the model again
     %completer mode char|token|line|block,  %completer decoder NAME,  %completer temp T,
+    %completer gate P|default       ghost text only when the confidence gate gives it at least P
     %completer model PATH,  %completer reset,  %completer save FILE     (the REPL's commands)
 """
 from __future__ import annotations
@@ -86,7 +87,7 @@ class Extension:
             self.enable()
             return self.status()
         if word.split()[0] in ("quit", "help"):
-            raise CompleterError("%completer takes off, on, mode, decoder, temp, model, reset, save")
+            raise CompleterError("%completer takes off, on, mode, decoder, temp, gate, model, reset, save")
         try:
             return commands.run(self.session, ":" + word)
         except commands.Quit:  # unreachable (quit is refused above); keeps IPython running anyway

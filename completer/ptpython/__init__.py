@@ -3,7 +3,7 @@
     # ~/.config/ptpython/config.py
     def configure(repl):
         from completer.ptpython import configure as completer
-        completer(repl)                  # options: model=PATH, mode="line", decoder="greedy"
+        completer(repl)                  # options: model=PATH, mode="line", decoder="greedy", gate=None
 
 It replaces the auto-suggestion of ptpython's input buffer by a `completer.repl.suggest.EngineSuggest`
 (the REPL's: the model runs in a worker thread and each keystroke cancels the request in flight),
@@ -14,11 +14,13 @@ prompt_toolkit's keys accept it: Right, Ctrl-E or Ctrl-F the whole suggestion, A
 from __future__ import annotations
 
 
-def configure(repl, model=None, mode: str = "line", decoder: str = "greedy", project: str | None = "."):
+def configure(repl, model=None, mode: str = "line", decoder: str = "greedy", project: str | None = ".",
+              gate: float | None = None):
     """Install the ghost text in a ptpython `PythonRepl`; returns the completer Session (None, after
     one line on stderr, for a bad model, mode or decoder: ptpython then runs without it).
     project: the folder the project memory reads in the background (default the current one;
-    None: only what is typed)."""
+    None: only what is typed); gate: show ghost text only when the confidence gate gives it at least
+    this probability of being accepted (None: the gate file's default threshold; 0: everything)."""
     import sys
 
     from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
@@ -31,7 +33,9 @@ def configure(repl, model=None, mode: str = "line", decoder: str = "greedy", pro
 
     try:
         check_settings(mode=mode, decoder=decoder)
-        session = Session(Engine.from_checkpoint(model, memory=True), Settings(mode=mode, decoder=decoder))
+        if gate is not None and (isinstance(gate, bool) or not isinstance(gate, (int, float)) or not 0 <= gate <= 1):
+            raise CompleterError(f"gate must be a probability between 0 and 1, got {gate!r}")
+        session = Session(Engine.from_checkpoint(model, memory=True), Settings(mode=mode, decoder=decoder, gate=gate))
     except CompleterError as exc:
         print(f"completer.ptpython: {exc}", file=sys.stderr)
         return None

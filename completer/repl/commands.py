@@ -69,6 +69,25 @@ def _temp(session, arg):
     return f"temperature {t:g}"
 
 
+@command("gate", ":gate P|default", "show ghost text only when the gate gives it at least P of being "
+         "accepted (0..1; 0 shows everything; default: the gate file's threshold)")
+def _gate(session, arg):
+    gate = session.engine.gate
+    default = f"{gate.threshold:g}" if gate is not None else "none: no gate file beside the model"
+    if arg == "default":
+        session.settings.gate = None
+    elif arg:
+        try:
+            t = float(arg)
+        except ValueError:
+            raise CompleterError(f"gate must be a probability 0..1 or 'default', got {arg!r}") from None
+        if not 0 <= t <= 1:
+            raise CompleterError(f"gate must be between 0 and 1, got {arg}")
+        session.settings.gate = t
+    t = session.settings.gate
+    return f"gate {t:g}" if t is not None else f"gate default ({default})"
+
+
 @command("model", ":model PATH", "load another checkpoint (a file or a training run directory)")
 def _model(session, arg):
     from completer.engine import Engine

@@ -30,6 +30,8 @@ class Settings:
     decoder: str = "greedy"
     temperature: float = 1.0
     menu_size: int = 5  # continuations in the Ctrl-Space menu
+    gate: float | None = None   # ghost text only if the gate's P(accepted) >= this (None: the gate's
+                                # default threshold; 0: everything; see completer.engine.gate)
 
 
 def decoder_names() -> list[str]:
@@ -112,7 +114,11 @@ class Session:
             out = self.engine.complete(URI, len(context) + cursor, request, cancel=cancel)
             if not menu:
                 self.latency = time.perf_counter() - start
-        return out
+        if menu:  # the menu lists the alternatives; only the ghost text is gated
+            return out
+        from completer.engine.gate import shown
+
+        return shown(out, self.engine.gate, self.settings.gate)
 
     def describe_model(self) -> str:
         i = self.info

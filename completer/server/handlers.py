@@ -8,7 +8,9 @@ str offsets.
 
 Settings come from `initializationOptions` and `workspace/didChangeConfiguration`
 (`settings.completer` or `settings` itself): model, mode, decoder, temperature, threshold,
-maxChars, n, adapt, adaptLr, memory. See docs/protocol.md.
+maxChars, n, adapt, adaptLr, memory, budgetMs, gate (inline completions only: shown when the
+confidence gate gives them at least this probability of being accepted; null: the gate file's
+threshold; 0: every one). See docs/protocol.md.
 
 Project memory (setting `memory`, on unless `serve --no-memory`): the workspace named by
 `initialize` (`workspaceFolders`, else `rootUri`, else `rootPath`) is read into the engine's
@@ -26,6 +28,7 @@ from urllib.parse import unquote_to_bytes, urlsplit
 
 from completer import __version__
 from completer.system import heap
+from completer.engine.gate import shown
 from completer.engine.requests import TYPING_BUDGET_MS
 from completer.registry import registry
 from completer.server.jsonrpc import INVALID_PARAMS, RpcError
@@ -48,10 +51,11 @@ SETTINGS = {
     "adaptLr": ((int, float), lambda v: 0 < v < float("inf"), None),
     "memory": (bool, None, None),        # mix the project memory in (Engine.set_memory)
     "budgetMs": ((int, float), lambda v: 0 <= v < float("inf"), None),  # as-you-type ghost text: 0 = no limit
+    "gate": ((int, float), lambda v: 0 <= v <= 1, None),  # inline only: the confidence gate's threshold
 }
 DEFAULTS = {"model": None, "mode": "line", "decoder": "greedy", "temperature": 1.0, "threshold": 0.0,
             "maxChars": 80, "n": 5, "adapt": False, "adaptLr": None, "memory": True,
-            "budgetMs": TYPING_BUDGET_MS}
+            "budgetMs": TYPING_BUDGET_MS, "gate": None}
 
 
 def field(obj, path: str, types, default=...):
@@ -282,6 +286,7 @@ class Session:
         completions = self.engine.complete(uri, offset, req, cancel=token)
         if completions and completions[0].cut:  # (what `completer bench` counts)
             log.debug("inline completion cut by the budget at %d characters", len(completions[0].text))
+        completions = shown(completions, self.engine.gate, self.settings["gate"])  # None: the gate's default
         return {"items": [{"insertText": c.text, "range": here} for c in completions if c.text]}
 
     def completion(self, params, token):
