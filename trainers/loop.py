@@ -345,15 +345,3 @@ class Run(RunFiles, Report):
         elif self.validated_step != self.step:
             self._validate_and_save(lambda: False)
         return self._summary(reason)
-
-    def _summary(self, reason: str) -> dict:
-        cps = self.step * self.streams.chars_per_window / self.train_seconds if self.train_seconds else 0.0
-        best = self.out / checkpoint.BEST
-        summary = {"steps": self.step, "epochs": round(self.epoch, 4),
-                   "chars": self.step * self.streams.chars_per_window, "train_bpc": self.train_bpc,
-                   "val_bpc": self.last_val, "best_val_bpc": self.best_val, "best_step": self.best_step,
-                   "chars_per_s": round(cps, 1), "seconds": round(self.seconds, 3),
-                   "train_seconds": round(self.train_seconds, 3),
-                   "checkpoint": str(best if best.exists() else self.out / checkpoint.LAST),
-                   "last": str(self.out / checkpoint.LAST), "run_dir": str(self.out), "stopped": reason}
-        return summary
