@@ -137,8 +137,9 @@ async def test_custom_request_and_configuration(client, engine):
 @pytest.mark.asyncio
 async def test_cancel_stops_a_running_completion(client):
     await start(client)
-    # a free-running sample of up to 10,000 characters: seconds of work unless decoding stops
-    params = {"text": "x = ", "mode": "free", "decoder": "temperature", "seed": 0, "maxChars": 10_000}
+    # 50 free-running samples of up to 10,000 characters: many seconds of work unless decoding stops
+    # (one sample of the tiny model took under the 0.3 s below on a fast machine)
+    params = {"text": "x = ", "mode": "free", "decoder": "temperature", "seed": 0, "maxChars": 10_000, "n": 50}
     future = client.protocol.send_request("completer/complete", params, msg_id=77)
     await asyncio.sleep(0.3)
     client.protocol.notify("$/cancelRequest", types.CancelParams(id=77))
