@@ -21,7 +21,7 @@ function settings() {
   const c = vscode.workspace.getConfiguration('completer');
   // the names `completer serve` reads (completer/server/handlers.py SETTINGS)
   return { model: c.get('model'), memory: c.get('memory'), threshold: c.get('threshold'),
-           budgetMs: c.get('budgetMs') };
+           gate: c.get('gate'), budgetMs: c.get('budgetMs') };
 }
 
 function show(text, tooltip) {
