@@ -7,6 +7,7 @@ the command that installs it: these tests are the only check that the plugins wo
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -98,3 +99,31 @@ def wait_gone(marker: str, timeout: float = 10.0) -> list:
     while server_processes(marker) and time.monotonic() < end:
         time.sleep(0.1)
     return server_processes(marker)
+
+
+@contextlib.contextmanager
+def served_page(cmd: list, env: dict, port: int, url: str, tmp_path: Path):
+    """Start the program `cmd` (listening on `port`), open `url` in chromium and yield the page;
+    a failure inside saves what the screen showed as failure.png; the program and its process
+    group are ended afterwards, whatever happened."""
+    log = tmp_path / "program.log"
+    proc = subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    from playwright.sync_api import sync_playwright
+
+    try:
+        wait_port(port, proc, log)
+        with sync_playwright() as pw:
+            b = browser(pw)
+            try:
+                page = b.new_page(viewport={"width": 1200, "height": 800})
+                page.goto(url)
+                try:
+                    yield page, proc
+                except BaseException:
+                    page.screenshot(path=str(tmp_path / "failure.png"))
+                    raise
+            finally:
+                b.close()
+    finally:
+        stop(proc)
+        kill_group(proc)

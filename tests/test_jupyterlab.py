@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from browser_harness import (GHOST_DELAY, GHOST_TIMER, browser, free_port, kill_group,
-                             server_processes, stop, wait_gone, wait_port)
+from browser_harness import (GHOST_DELAY, GHOST_TIMER, free_port, served_page,
+                             server_processes, wait_gone)
 from completer.engine import Engine, Request
 from test_emacs_tmux import MENU_RULES
 from test_repl import make_bigram_checkpoint
@@ -74,34 +74,16 @@ def jupyterlab(tmp_path, prefix, config: dict):
                JUPYTER_CONFIG_DIR=str(conf), JUPYTER_DATA_DIR=str(tmp_path / "data"),
                JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"), JUPYTERLAB_SETTINGS_DIR=str(tmp_path / "settings"),
                JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "workspaces"))
-    port, log = free_port(), tmp_path / "jupyter.log"
-    proc = subprocess.Popen([sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
-                             "--allow-root", "--IdentityProvider.token=", "--ServerApp.password=", f"--ServerApp.root_dir={ws}",
-                             "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
-                            stdout=log.open("w"), stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    from playwright.sync_api import sync_playwright
-
-    try:
-        wait_port(port, proc, log)
-        with sync_playwright() as pw:
-            b = browser(pw)
-            try:
-                page = b.new_page(viewport={"width": 1200, "height": 800})
-                page.goto(f"http://127.0.0.1:{port}/lab/tree/x.ipynb")
-                editor = page.locator(".jp-Notebook .jp-Cell").nth(1).locator(".cm-content")
-                editor.wait_for(timeout=60_000)
-                page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle'], .jp-Toolbar-kernelStatus").first.wait_for(timeout=60_000)
-                editor.click()
-                try:
-                    yield page, proc, ws
-                except BaseException:
-                    page.screenshot(path=str(tmp_path / "failure.png"))  # what the screen showed
-                    raise
-            finally:
-                b.close()
-    finally:
-        stop(proc)
-        kill_group(proc)
+    port = free_port()
+    cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
+           "--allow-root", "--IdentityProvider.token=", "--ServerApp.password=", f"--ServerApp.root_dir={ws}",
+           "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+    with served_page(cmd, env, port, f"http://127.0.0.1:{port}/lab/tree/x.ipynb", tmp_path) as (page, proc):
+        editor = page.locator(".jp-Notebook .jp-Cell").nth(1).locator(".cm-content")
+        editor.wait_for(timeout=60_000)
+        page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle'], .jp-Toolbar-kernelStatus").first.wait_for(timeout=60_000)
+        editor.click()
+        yield page, proc, ws
 
 
 def cell_source(ws: Path, i: int) -> str:

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from browser_harness import (GHOST_DELAY, GHOST_TIMER, browser, free_port, kill_group, need,
-                             server_processes, stop, wait_gone, wait_port)
+from browser_harness import (GHOST_DELAY, GHOST_TIMER, free_port, need, served_page,
+                             server_processes, wait_gone)
 from completer.engine import Engine, Request
 from test_emacs_tmux import MENU_RULES
 from test_repl import make_bigram_checkpoint
@@ -60,31 +60,13 @@ def code_server(tmp_path, vsix, settings: dict):
     env = dict(os.environ, HOME=str(tmp_path), XDG_CONFIG_HOME=str(tmp_path / "config"))
     common = ["--user-data-dir", str(data), "--extensions-dir", str(ext)]
     subprocess.run([exe, *common, "--install-extension", str(vsix)], env=env, check=True, capture_output=True)
-    port, log = free_port(), tmp_path / "code-server.log"
-    proc = subprocess.Popen([exe, "--auth", "none", "--bind-addr", f"127.0.0.1:{port}", *common,
-                             "--disable-workspace-trust", "--disable-telemetry", "--disable-update-check", str(ws)],
-                            stdout=log.open("w"), stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    from playwright.sync_api import sync_playwright
-
-    try:
-        wait_port(port, proc, log)
-        with sync_playwright() as pw:
-            b = browser(pw)
-            try:
-                page = b.new_page(viewport={"width": 1200, "height": 800})
-                page.goto(f"http://127.0.0.1:{port}/?folder={ws}")
-                page.get_by_role("treeitem", name="x.py").click(timeout=60_000)  # Ctrl+P was unreliable
-                page.locator(".monaco-editor .view-lines").first.click()
-                try:
-                    yield page, proc, ws
-                except BaseException:
-                    page.screenshot(path=str(tmp_path / "failure.png"))  # what the screen showed
-                    raise
-            finally:
-                b.close()
-    finally:
-        stop(proc)
-        kill_group(proc)
+    port = free_port()
+    cmd = [exe, "--auth", "none", "--bind-addr", f"127.0.0.1:{port}", *common,
+           "--disable-workspace-trust", "--disable-telemetry", "--disable-update-check", str(ws)]
+    with served_page(cmd, env, port, f"http://127.0.0.1:{port}/?folder={ws}", tmp_path) as (page, proc):
+        page.get_by_role("treeitem", name="x.py").click(timeout=60_000)  # Ctrl+P was unreliable
+        page.locator(".monaco-editor .view-lines").first.click()
+        yield page, proc, ws
 
 
 def status(page) -> str:
