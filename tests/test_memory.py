@@ -193,6 +193,39 @@ def test_reading_while_completing_from_another_thread(tiny_checkpoint, tmp_path)
     assert project.wait(60) and not errors and project.files == 20
 
 
+def test_a_background_read_pauses_while_a_prediction_runs(tiny_checkpoint, monkeypatch):
+    """Predictions first: the project reader's learn waits between chunks while a completion
+    runs (each of a line's mix calls waited for a chunk of the read: 70-90 ms keystrokes), but at
+    most PAUSE seconds a chunk, so a frontend that completes without a break never stops it."""
+    from completer.memory import store
+
+    engine = Engine.from_checkpoint(tiny_checkpoint, memory=True)
+    memory = engine.memory
+    ids = engine.vocab.encode(DEFINES * 20)                    # ~2,000 characters: 8 chunks
+    monkeypatch.setattr(store, "PAUSE", 30.0)                 # (a loaded machine's delays are no pause)
+    with memory.predicting():
+        memory.learn(ids[:300])                              # the engine's own feeding never waits
+        assert memory.chars == 300
+        reader = threading.Thread(target=memory.learn, args=(ids,), kwargs={"background": True})
+        reader.start()
+        reader.join(0.3)
+        assert memory.chars == 300 and reader.is_alive()     # paused before its first chunk
+        with memory.predicting():                            # nested completions: still paused
+            pass
+        reader.join(0.2)
+        assert memory.chars == 300
+    reader.join(5)
+    assert not reader.is_alive() and memory.chars == 300 + len(ids)
+    monkeypatch.setattr(store, "PAUSE", 0.01)
+    with memory.predicting():                                # held throughout: PAUSE a chunk, then on
+        t = threading.Thread(target=memory.learn, args=(ids,), kwargs={"background": True})
+        t.start()
+        t.join(5)
+        assert not t.is_alive() and memory.chars == 300 + 2 * len(ids)
+    assert engine.complete_text(TYPING, Request(mode="line", max_chars=10)) is not None
+    assert memory._predicting == 0                          # complete_text took and gave back its turn
+
+
 def test_project_skips_what_training_skips_and_rereads_changes(tiny_checkpoint, tmp_path):
     engine = Engine.from_checkpoint(tiny_checkpoint, memory=True)
     (tmp_path / "a.py").write_text(DEFINES)

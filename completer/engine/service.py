@@ -40,6 +40,7 @@ import collections
 import logging
 import threading
 import time
+from contextlib import nullcontext
 
 import numpy as np
 
@@ -276,15 +277,16 @@ class Engine(Learning):
         req = (req or Request()).validated()
         decoder = self._decoder(req.decoder)
         received = _received(cancel)
-        with self._lock:
-            doc = self._doc(uri)
-            self._check_offset(doc, offset)
-            net = self._net(uri)
-            memory = self.memory
-            if memory is not None:
-                self._feed(doc, offset, memory)
-            start = self._start(doc, offset, doc.text[offset:offset + 256], req, net)
-        out, search = self._decode(start, req, decoder, cancel, net, memory, received)
+        memory = self.memory
+        with self._predicting(memory):
+            with self._lock:
+                doc = self._doc(uri)
+                self._check_offset(doc, offset)
+                net = self._net(uri)
+                if memory is not None:
+                    self._feed(doc, offset, memory)
+                start = self._start(doc, offset, doc.text[offset:offset + 256], req, net)
+            out, search = self._decode(start, req, decoder, cancel, net, memory, received)
         if search is not None and search.root_mix is not None:
             with self._lock:
                 if self._docs.get(uri) is doc and doc.seen == offset:
@@ -298,13 +300,19 @@ class Engine(Learning):
         received = _received(cancel)
         self._check_text(prefix)
         self._check_text(suffix)
-        with self._lock:
-            self._scratch.set_text(prefix)
-            memory = self.memory
-            if memory is not None:
-                self._feed(self._scratch, len(prefix), memory)
-            start = self._start(self._scratch, len(prefix), suffix, req, self.net)
-        return self._decode(start, req, decoder, cancel, self.net, memory, received)[0]
+        memory = self.memory
+        with self._predicting(memory):
+            with self._lock:
+                self._scratch.set_text(prefix)
+                if memory is not None:
+                    self._feed(self._scratch, len(prefix), memory)
+                start = self._start(self._scratch, len(prefix), suffix, req, self.net)
+            return self._decode(start, req, decoder, cancel, self.net, memory, received)[0]
+
+    @staticmethod
+    def _predicting(memory):
+        """A completion runs: a project read in the background pauses meanwhile (Memory.predicting)."""
+        return nullcontext() if memory is None else memory.predicting()
 
     def _feed(self, doc, offset, memory) -> None:
         """Under the lock: the memory reads the text before the cursor's line it has not read yet,

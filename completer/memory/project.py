@@ -139,6 +139,7 @@ class Project:
             files = chars = 0
             try:
                 for path, _, text in walk(root, skip, contained=True):
+                    self.memory.pause()     # a prediction's decoder waits for no file's Python work
                     if total + len(text) > self.max_chars:
                         self.log.warning("project memory: %s characters at most; the rest is not read",
                                          f"{self.max_chars:,}")
@@ -230,7 +231,7 @@ class Project:
             heap.trim()  # the save's copies go back to the OS
 
     def _learn(self, path: str, text: str) -> str:
-        self.memory.learn_text(text)
+        self.memory.learn_text(text, background=True)
         self.files += 1
         self.chars += len(text)
         return self._remember(path, text)
@@ -267,7 +268,7 @@ class Project:
         a = common_prefix(old, text)
         n = min(len(old), len(text)) - a
         b = len(text) - common_prefix(old[len(old) - n:][::-1], text[len(text) - n:][::-1])
-        self.memory.learn_text(text[a:b], context=text[:a])
+        self.memory.learn_text(text[a:b], context=text[:a], background=True)
         self.chars += b - a
         self._remember(path, text)
 

@@ -17,6 +17,8 @@ ship beside the checkpoint as NAME.mixer.json; without that file the kernel's de
 from __future__ import annotations
 
 import json
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +30,7 @@ SIZES = {"order": 16, "low_log2": 14, "high_log2": 19, "history_log2": 23, "matc
 CONTEXT = _kernel.CONTEXT      # characters before the cursor a prediction looks at
 INPUTS, SETS = _kernel.INPUTS, _kernel.SETS
 CHUNK = 256                    # characters per kernel call while reading: a prediction waits ~1 ms for one
+PAUSE = 0.1                    # seconds a background read waits at most for predictions to end
 
 
 def char_class(c: str) -> int:
@@ -81,6 +84,12 @@ class Memory:
         # True while a project reader fills it for its cache: the engine feeds it no typed text
         # meanwhile (Engine._feed), so that the cache holds only what was read from disk
         self.reading = False
+        # predictions first: while one runs (Engine.complete) a background read (the project
+        # reader's learn(background=True)) pauses between chunks, instead of taking the tables'
+        # mutex back after each of the decoder's characters (a line's 40 mix calls each waited for
+        # a 256-character chunk: keystrokes of 70-90 ms while a workspace was read)
+        self._predicting = 0
+        self._quiet = threading.Condition()
         classes = bytes(char_class(vocab.char(i)) if i != vocab.unk else 0 for i in range(self.V))
         self.kernel = _kernel.Memory(self.V, vocab.unk, classes, **self.sizes)
         self._prefaulted = False
@@ -96,12 +105,35 @@ class Memory:
     def weights(self) -> np.ndarray:
         return np.frombuffer(self.kernel.get_weights(), np.float32).reshape(SETS, INPUTS).copy()
 
-    def learn(self, ids: np.ndarray, start: int = 0) -> None:
+    @contextmanager
+    def predicting(self):
+        """While this runs, background reads pause (see __init__); the frontends' completions."""
+        with self._quiet:
+            self._predicting += 1
+        try:
+            yield
+        finally:
+            with self._quiet:
+                self._predicting -= 1
+                if not self._predicting:
+                    self._quiet.notify_all()
+
+    def pause(self) -> None:
+        """A background reader's turn to wait: until no prediction runs (PAUSE seconds at most,
+        so a frontend that completes without a break slows reading but never stops it)."""
+        if self._predicting:
+            with self._quiet:
+                self._quiet.wait_for(lambda: not self._predicting, PAUSE)
+
+    def learn(self, ids: np.ndarray, start: int = 0, background: bool = False) -> None:
         """Count ids[start:] (int32), ids[:start] being their context only; in chunks, so that a
         prediction from another thread never waits long for the tables (the kernel reads without
-        the GIL, holding only the tables' mutex)."""
+        the GIL, holding only the tables' mutex); background: pause before each chunk while a
+        prediction runs."""
         ids = np.ascontiguousarray(ids, np.int32)
         for a in range(start, len(ids), CHUNK):
+            if background:
+                self.pause()
             lo = max(0, a - CONTEXT)
             self.kernel.learn(ids[lo:a + CHUNK], a - lo)
 
@@ -116,8 +148,8 @@ class Memory:
             self._prefaulted = True
             self.kernel.prefault()
 
-    def learn_text(self, text: str, context: str = "") -> None:
-        self.learn(self.vocab.encode(context[-CONTEXT:] + text), len(context[-CONTEXT:]))
+    def learn_text(self, text: str, context: str = "", background: bool = False) -> None:
+        self.learn(self.vocab.encode(context[-CONTEXT:] + text), len(context[-CONTEXT:]), background)
 
     def mix(self, ctx: np.ndarray, net_lp: np.ndarray, generated: int = 0):
         """(lp (V,) float32, the weight sets chosen (packed), inputs (INPUTS, V)) after ctx (int32
