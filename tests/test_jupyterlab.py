@@ -128,6 +128,8 @@ def test_ghost_text_in_a_notebook(tmp_path, prefix, completer_exe):
         page.keyboard.press("Control+s")
         assert saved(ws, 1, "import os\nimport os") == "import os\nimport os"
         asked = [json.loads(line) for line in sent.read_text().splitlines()]
+        [init] = [m for m in asked if m.get("method") == "initialize"]
+        assert init["params"]["initializationOptions"]["memory"] is None   # the command's --no-memory holds
         docs = [m["params"]["textDocument"].get("text") or m["params"]["contentChanges"][0]["text"]
                 for m in asked if m.get("method") in ("textDocument/didOpen", "textDocument/didChange")]
         assert "import os\n\nimport " in docs                # the earlier cell, then the cell

@@ -57,8 +57,10 @@ class Bridge:
         proc = self.proc
         asyncio.ensure_future(self.read(proc))
         asyncio.ensure_future(self.read_stderr(proc))
-        # the server's own names (completer/server/handlers.py SETTINGS); None = its default
-        options = {"model": self.config.get("model"), "memory": self.config.get("memory", True),
+        # the server's own names (completer/server/handlers.py SETTINGS); None = its default, or
+        # the command's flag (`completer serve --no-memory` stays without memory unless
+        # c.Completer.memory says otherwise)
+        options = {"model": self.config.get("model"), "memory": self.config.get("memory"),
                    "threshold": self.config.get("threshold", 0.0), "budgetMs": self.config.get("budget_ms", 20)}
         try:
             await self.call("initialize", {"processId": None, "rootUri": Path(self.root).resolve().as_uri(),
