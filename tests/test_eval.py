@@ -12,6 +12,7 @@ from completer.model import checkpoint
 from completer.engine.adaptation import Adapter
 from completer.evaluation.evaluate import Doc
 from completer.model.network import CharModel, ModelConfig
+from completer.model.start import start_state
 from completer.model.vocab import Vocab
 
 CODE = ("import os\n\n\ndef f(x):\n    return x + 1\n\n\nclass A:\n    def g(self, y):\n"
@@ -113,9 +114,9 @@ def test_ngram_line_completion_by_hand():
 
 
 def naive(model, vocab, text):
-    """Bits per character, one model.step at a time from the zero state."""
+    """Bits per character, one model.step at a time from the start state (completer.model.start)."""
     ids = vocab.encode(text)
-    state, bits = model.zero_state(1), []
+    state, bits = start_state(model, vocab), []
     logits = evaluate._head(model, state)
     for t, i in enumerate(ids):
         z = logits[0].astype(np.float64)
@@ -219,7 +220,7 @@ def test_the_windowed_update_is_one_sgd_step_on_the_whole_window(tiny, tmp_path)
     adapter = Adapter(model, lr=0.7)
     evaluate.read_sequential(model, vocab, [Doc("a.py", text)], cuts, lambda *a: None, adapter=adapter, window=128)
     ids = vocab.encode(text)
-    Adapter(reference, lr=0.7).learn(ids[:-1, None], ids[1:, None], reference.zero_state(1))
+    Adapter(reference, lr=0.7).learn(ids[:-1, None], ids[1:, None], start_state(reference, vocab))
     for k in model.params:
         np.testing.assert_allclose(model.params[k], reference.params[k], rtol=1e-4, atol=1e-6)
     adapter.reset()

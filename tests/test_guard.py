@@ -64,7 +64,7 @@ class CycleNet:
     def __init__(self, vocab):
         self.ids = [vocab.id(c) for c in self.CYCLE]
         self.V = len(vocab)
-        self.zero = [(np.zeros((1, 1), np.float32),)]
+        self.start = [(np.zeros((1, 1), np.float32),)]
 
     def step(self, ids, state):
         return [(state[0][0] + 1,)]

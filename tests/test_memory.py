@@ -64,7 +64,7 @@ def test_memory_off_is_the_network_exactly(tiny_checkpoint):
 def test_the_mixture_is_a_distribution_that_never_offers_unk(shipped):
     memory = Memory(shipped.vocab)
     memory.learn_text(DEFINES * 2)
-    net = shipped.net.logprobs(shipped.net.zero)[0]
+    net = shipped.net.logprobs(shipped.net.start)[0]
     for ctx in ("", "f", "def frob", DEFINES[:-3], "\x00\u2603 unknown"):
         lp, s, inputs = memory.mix(shipped.vocab.encode(ctx), net)
         assert lp.dtype == np.float32 and lp.shape == (len(shipped.vocab),)
@@ -76,7 +76,7 @@ def test_logits_or_log_probabilities_mix_the_same(shipped):
     """The engine may pass the network's logits (unnormalised) instead of its log-probabilities:
     the kernel normalises its network row, so neither the mixture nor what the mixer learns moves."""
     memories = [Memory(shipped.vocab), Memory(shipped.vocab)]
-    net = shipped.net.logprobs(shipped.net.zero)[0]
+    net = shipped.net.logprobs(shipped.net.start)[0]
     text = DEFINES + TYPING
     ids = shipped.vocab.encode(text)
     for m in memories:
@@ -269,7 +269,7 @@ def test_starting_weights_round_trip_and_bad_files(tmp_path, tiny_checkpoint):
 
 
 def _mix(engine, text):
-    return engine.memory.mix(engine.vocab.encode(text), engine.net.logprobs(engine.net.zero)[0])[0]
+    return engine.memory.mix(engine.vocab.encode(text), engine.net.logprobs(engine.net.start)[0])[0]
 
 
 def test_cache_round_trip_stale_and_corrupt(tiny_checkpoint, tmp_path):

@@ -122,7 +122,7 @@ class Learning:
             learner, ids, n_read, state = job
             try:
                 params = learner.learn(self.model, self.adapt_lr, ids, n_read, state)
-                net = Net(CharModel(self.model.config, params=params), cells=self.model.cells)
+                net = Net(CharModel(self.model.config, params=params), self.vocab, cells=self.model.cells)
             except Exception:  # a failed step must not stop serving: the workspace keeps its weights
                 log.exception("adaptation step failed for %s", uri)
                 continue

@@ -1,7 +1,7 @@
 """The serving view of a trained CharModel: what the engine steps at batch 1 (or a few beams).
 
-    net = Net(model)
-    state = net.read(net.zero, ids)     # ids (T,): the window path, one batched input projection
+    net = Net(model, vocab)
+    state = net.read(net.start, ids)    # ids (T,): the window path, one batched input projection
     state = net.step(ids, state)        # ids (B,): one step per row
     lp = net.logprobs(state)            # (B, V) log-probabilities, UNK excluded (-inf)
     z = net.logits(state)               # (B, V) the same up to a constant per row (for the mixer)
@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from completer.model.start import start_state
+
 
 class Net:
     """A CharModel's serving view: per-layer params, the input table and the head, cached once."""
 
-    def __init__(self, model, cells=None):
+    def __init__(self, model, vocab, cells=None):
         """cells: the cells to run (default the model's); an adapted document's Net shares the
-        engine's, whose window buffers are used under the engine lock only."""
+        engine's, whose window buffers are used under the engine lock only. `start` is the state
+        every read begins from (completer.model.start: not the zero state)."""
         self.cells = model.cells if cells is None else cells
         # matrices in Fortran order: at batch 1, h @ W is a matrix-vector product, and OpenBLAS's
         # sgemv runs ~25% faster over W's transpose stored row by row (39 vs 53 us at 512 x 2048)
@@ -27,7 +30,7 @@ class Net:
         self.head_W = np.asfortranarray(model.params["head.W"])             # (H, V)
         self.head_b = model.params["head.b"].copy()
         self.head_b[-1] = -np.inf   # Vocab puts UNK last: never suggest the unknown symbol
-        self.zero = model.zero_state(1)
+        self.start = start_state(model, vocab)
 
     def step(self, ids, state):
         """ids (B,) -> the state after reading them."""

@@ -71,7 +71,7 @@ class Engine(Learning):
         if context < 2:
             raise CompleterError(f"context must be at least 2 characters, got {context}")
         self.model, self.vocab, self.meta = model, vocab, dict(meta or {})
-        self.net = Net(model)
+        self.net = Net(model, vocab)
         self.memory = memory    # a completer.memory.Memory mixed into every prediction, or None
         self.gate = None        # a completer.engine.gate.Gate: each Completion's confidence, or None
         self.context = context
@@ -236,7 +236,7 @@ class Engine(Learning):
         """The state after text[start:p] read by `net`, saving states on the way."""
         pos, state = doc.nearest(start, p)
         if state is None:
-            pos, state = start, net.zero
+            pos, state = start, net.start
         text = doc.text
         if p - pos <= 2:  # typing: a step or two, nothing to save on the way
             if p > pos:

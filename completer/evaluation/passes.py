@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from completer.engine.adaptation import WINDOW as ADAPT_WINDOW  # characters per SGD step with adaptation
+from completer.model.start import start_state
 
 SEGMENT = 8192          # characters scored per stream of the batched pass
 WARMUP = 2000           # characters read before a segment, unscored (the protocol's context)
@@ -80,8 +81,8 @@ class Pass:
 
 
 def _first_char(model, vocab, pass_, d, text):
-    """A file's first character is predicted from the zero state, as the engine reads a file."""
-    logits = _head(model, model.zero_state(1))[None]                    # (1, 1, V)
+    """A file's first character is predicted from the start state, as the engine reads a file."""
+    logits = _head(model, start_state(model, vocab))[None]              # (1, 1, V)
     tgt = vocab.encode(text[:1]).astype(np.int64)[None]                 # (1, 1)
     pass_.put(d, 0, [a[:, 0] for a in _window_stats(logits, tgt, vocab.unk)])
 
@@ -90,7 +91,7 @@ def read_static(model, vocab, docs, segment=SEGMENT, warmup=WARMUP, window=WINDO
                 batch=BATCH) -> Pass:
     """Score every character, BATCH segments at a time.
 
-    A file is read from the zero state (the engine's convention); stream b reads text[b0:e-1] and
+    A file is read from the start state (the engine's, completer.model.start); stream b reads text[b0:e-1] and
     scores text[s:e] (b0 = s - warmup). memory: None (the network alone), or a function of the
     document index returning the completer.memory.Memory that mixes with the network on it; the
     memory scores the segments in file order (each character predicted by the mixture, then read)."""
@@ -99,8 +100,8 @@ def read_static(model, vocab, docs, segment=SEGMENT, warmup=WARMUP, window=WINDO
         for s in range(0, len(doc.text), segment):
             streams.append((d, s, min(s + segment, len(doc.text)), max(0, s - warmup)))
     out = Pass.empty(docs)
-    table, zero = model.input_table(), model.zero_state(1)
-    first_lp = _log_softmax(_head(model, zero)) if memory is not None else None   # (1, V)
+    table, start = model.input_table(), start_state(model, vocab)
+    first_lp = _log_softmax(_head(model, start)) if memory is not None else None   # (1, V)
     for g in range(0, len(streams), batch):
         group = streams[g:g + batch]
         B, T = len(group), max(e - 1 - b0 for _, _, e, b0 in group)
@@ -113,7 +114,7 @@ def read_static(model, vocab, docs, segment=SEGMENT, warmup=WARMUP, window=WINDO
         stats = [np.zeros((T, B), np.float32), np.zeros((T, B), bool), np.zeros((T, B), bool), np.zeros((T, B), bool)]
         # with the memory: each stream's log-probabilities of its scored offsets s..e-1, (e - s, V)
         lps = [np.zeros((e - s, len(vocab)), np.float32) for _, s, e, _ in group] if memory is not None else None
-        state = model.zero_state(B)
+        state = [tuple(np.repeat(x, B, axis=0) for x in s) for s in start]
         for t0 in range(0, T, window):
             t1 = min(t0 + window, T)
             logits, state, _ = model.forward(x[t0:t1], state, table=table)  # (t, B, V)
@@ -163,7 +164,7 @@ def read_sequential(model, vocab, docs, cuts, complete, adapter=None, memory=Non
 
     def at(state, d, p):
         if not nets:
-            nets.append(Net(model))
+            nets.append(Net(model, vocab))
         out.suggestions[stops[p]] = complete(nets[0], state, d, p, memory)
 
     for d, doc in enumerate(docs):
@@ -171,7 +172,7 @@ def read_sequential(model, vocab, docs, cuts, complete, adapter=None, memory=Non
         x, y = ids[:-1, None].astype(np.int64), ids[1:, None].astype(np.int64)   # (T, 1)
         T = len(x)
         stops = by_doc.get(d, {})
-        state = model.zero_state(1)
+        state = start_state(model, vocab)
         if 0 in stops:
             at(state, d, 0)
         first = _head(model, state)[None]                                   # (1, 1, V)
