@@ -36,6 +36,7 @@ def test_features_by_hand():
     assert f["mean_lp"] == pytest.approx(-4.5 / 7) and f["min_lp"] == -2.0 and f["first_lp"] == -0.5
     assert f["log_len"] == pytest.approx(np.log(8)) and f["ends_closed"] == 1 and f["ends_open"] == 0
     assert f["memory"] == 0 and f["votes"] == 0 and f["looped"] == 0 and f["mode_block"] == 0
+    assert f["read"] == 0 == dict(zip(FEATURES, features(completion("x", [-1.0]), None, "line", 7, read=500)))["read"]
     # the memory's first prediction: weight set s0 = (match length class 3 * 4 + order class 2) * 2 + agree
     V = 5
     inputs = np.full((8, V), -3.0, np.float32)
@@ -47,6 +48,10 @@ def test_features_by_hand():
     assert y["agree"] == 1 and y["votes"] == 0.5 and y["looped"] == 1 and y["mode_block"] == 1
     assert y["ends_closed"] == 0 and y["ends_open"] == 1         # ends with "," (trailing space dropped)
     assert dict(zip(FEATURES, features(completion("ab, ab, ab, ", [-1.0] * 12), (s, inputs, None), "block", 0)))["votes"] == 0
+    # how much the memory has read: log(1 + chars), clipped past the fitting set's range
+    read = [dict(zip(FEATURES, features(completion("x", [-1.0]), (s, inputs, None), "line", 0, read=n)))["read"]
+            for n in (0, 2000, 10**9)]
+    assert read[0] == 0 and read[1] == pytest.approx(np.log(2001)) and read[2] == pytest.approx(np.log1p(2_000_000))
     inputs[6], inputs[6, 0] = -3.0, -0.2     # a fourth model predicts id 0
     assert dict(zip(FEATURES, features(completion("x", [-1.0]), (s, inputs, None), "line", 0)))["votes"] == pytest.approx(1 / 6)
 
@@ -109,6 +114,7 @@ def test_the_engine_gives_each_completion_the_gates_confidence(tiny_checkpoint, 
     [c] = plain.complete_text("import os\n", Request(mode="line", max_chars=10))
     assert plain.gate is None and c.confidence is None and c.features.shape == (F,)
     assert c.features[FEATURES.index("memory")] == 1      # the memory's first prediction was seen
+    assert c.features[FEATURES.index("read")] == pytest.approx(np.log1p(plain.memory.chars)) and plain.memory.chars >= 10
     gated = Engine.from_checkpoint(ship_gate(tiny_checkpoint, tmp_path, bias=2.0))
     [g] = gated.complete_text("import os\n", Request(mode="line", max_chars=10))
     assert g.confidence == pytest.approx(1 / (1 + np.exp(-2.0)))

@@ -105,7 +105,9 @@ def run(args) -> int:
         raise CompleterError("--save-mixer needs the memory (drop --no-memory)")
     from completer.engine.gate import Gate, gate_path
 
-    gate = Gate.load(args.gate or gate_path(meta["path"]))
+    # fitting a new gate: the one beside the checkpoint is what it replaces (it may be of an
+    # older feature set), so it is measured only when named with --gate
+    gate = None if args.save_gate and not args.gate else Gate.load(args.gate or gate_path(meta["path"]))
     if args.gate and gate is None:
         raise CompleterError(f"{args.gate}: no such gate file")
     collect = [] if args.save_gate else None
@@ -114,16 +116,14 @@ def run(args) -> int:
                                memory=memory, project=project, cold=args.cold, meta=meta, gate=gate,
                                collect=collect, n_cuts=args.cuts or evaluate.CUTS)
     if args.save_gate:
-        from completer.evaluation.gatefit import fit_gate
-
         from pathlib import Path
 
-        if args.gate_threshold is not None:
-            fitted_threshold = args.gate_threshold
+        from completer.evaluation.gatefit import fit_gate
+
         fitted = fit_gate(collect, {"fitted_on": [d.path for d in docs], "model": Path(meta["path"]).name,
                                     "scenario": report["scenario"]})
         if args.gate_threshold is not None:
-            fitted.meta["rule_threshold"], fitted.threshold = fitted.threshold, fitted_threshold
+            fitted.meta["rule_threshold"], fitted.threshold = fitted.threshold, args.gate_threshold
         fitted.save(args.save_gate)
         _log(f"gate fitted on {len(collect)} suggestions, threshold {fitted.threshold:.2f}: {args.save_gate}")
     if args.save_mixer:

@@ -32,9 +32,10 @@ import numpy as np
 from completer.errors import CompleterError
 
 FEATURES = ("mean_lp", "min_lp", "first_lp", "log_len", "memory", "match_len", "order_seen",
-            "agree", "votes", "ends_closed", "ends_open", "looped", "mode_token", "mode_block", "cut")
+            "agree", "votes", "ends_closed", "ends_open", "looped", "mode_token", "mode_block", "cut", "read")
 NMATCH = 6          # the kernel's match models: rows 2..7 of the mixer's inputs
 NORD = 4            # the kernel's highest-order classes (s0 = (match length * NORD + order) * 2 + agree)
+READ_CAP = math.log1p(2_000_000)   # "read" is clipped here: past the fitting set's range (cold to ~200k)
 CLOSED = set(")]}:'\"")
 OPENED = set("([{,.=+-*/%<>!&|^~@")
 _REPEAT = re.compile(r"(\S.+?|.+?\S)\1\1")   # a unit of 2+ characters (not all blank), 3 times in a row
@@ -50,11 +51,14 @@ def gate_path(checkpoint) -> Path:
     return p.with_name(p.name.removesuffix(".safetensors") + ".gate.json")
 
 
-def features(completion, root_mix, mode: str, first_id: int | None, looped: bool = False) -> np.ndarray:
+def features(completion, root_mix, mode: str, first_id: int | None, looped: bool = False,
+             read: int = 0) -> np.ndarray:
     """(F,) float64 features of one finished Completion; root_mix = Search.root_mix (the memory's
     first prediction: (packed weight sets, inputs (INPUTS, V), its lp), or None without memory);
     first_id the vocabulary id of the completion's first character (None if it is empty); looped:
-    the repetition guard cut the hypothesis before a loop (completer.engine.guard)."""
+    the repetition guard cut the hypothesis before a loop (completer.engine.guard); read: the
+    characters the memory has read (a new project's first suggestions are worth less than the same
+    scores in a project it knows: one threshold then fits both)."""
     lps = completion.char_logprobs
     text = completion.text
     n = len(lps)
@@ -83,6 +87,7 @@ def features(completion, root_mix, mode: str, first_id: int | None, looped: bool
     x[12] = float(mode == "token")
     x[13] = float(mode == "block")
     x[14] = float(completion.cut)
+    x[15] = min(math.log1p(read), READ_CAP) if root_mix is not None else 0.0
     return x
 
 

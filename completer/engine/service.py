@@ -402,7 +402,8 @@ class Engine(Learning):
             seen.add(done)
             lps = h.lps[:len(done)]
             c = Completion(done, float(sum(lps)), lps, cut=cut)
-            c.features = gate_features(c, search.root_mix, req.mode, h.ids[0], h.looped)   # ~10 us
+            c.features = gate_features(c, search.root_mix, req.mode, h.ids[0], h.looped,
+                                       memory.chars if memory is not None else 0)   # ~10 us
             if self.gate is not None:
                 c.confidence = self.gate.prob(c.features)
             if c.prob >= req.min_prob:
