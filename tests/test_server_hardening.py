@@ -72,17 +72,18 @@ def test_ranges_are_clamped_as_the_engine_reads_the_position(completer_exe, tiny
     past = {"textDocument": {"uri": "file:///a.py"}, "position": {"line": 0, "character": 99}}
     below = {"textDocument": {"uri": "file:///a.py"}, "position": {"line": 40, "character": 7}}
     rc, by_id, _ = run_serve(completer_exe, tiny_checkpoint, [
-        rpc(1, "initialize", {"capabilities": {}, "initializationOptions": {"threshold": 0}}),
+        rpc(1, "initialize", {"capabilities": {}, "initializationOptions": {"threshold": 0, "mode": "char"}}),
         rpc(None, "initialized", {}), rpc(None, "textDocument/didOpen", doc),
-        rpc(2, "textDocument/inlineCompletion", dict(past, context={"triggerKind": 1})),
+        rpc(2, "textDocument/inlineCompletion", dict(past, context={"triggerKind": 2})),
         rpc(3, "textDocument/completion", past),
-        rpc(4, "textDocument/inlineCompletion", dict(below, context={"triggerKind": 1}))])
+        rpc(4, "textDocument/inlineCompletion", dict(below, context={"triggerKind": 2}))])
     end_of_line, end_of_doc = {"line": 0, "character": 2}, {"line": 2, "character": 0}
     items = by_id[2]["result"]["items"]
     assert items and all(i["range"] == {"start": end_of_line, "end": end_of_line} for i in items)
     edits = [i["textEdit"]["range"] for i in by_id[3]["result"]["items"]]
     assert edits and all(r == {"start": {"line": 0, "character": 0}, "end": end_of_line} for r in edits)
-    assert all(i["range"]["start"] == end_of_doc for i in by_id[4]["result"]["items"])
+    below_items = by_id[4]["result"]["items"]
+    assert below_items and all(i["range"]["start"] == end_of_doc for i in below_items)
 
 
 class Raw:
