@@ -4,7 +4,7 @@ import numpy as np
 
 from completer.engine import Engine
 from completer.model import checkpoint
-from completer.model.start import PRIMER, start_state
+from completer.model.start import PRIMER, repeat, start_state
 
 OPENINGS = ["def add(a, b):\n    return a + b\n", "import os\nimport sys\n", "class Foo:\n    def __init__(self):\n",
             "for i in range(10):\n    print(i)\n", "if __name__ == \"__main__\":\n    main()\n"]
@@ -25,7 +25,7 @@ def test_the_engine_reads_from_the_start_state(tiny_checkpoint):
         for g, w in zip(got, want):
             np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
     assert any(np.abs(h).max() > 0 for s in engine.net.start for h in s)   # not the zero state
-    rows = start_state(engine.model, engine.vocab, 3)
+    rows = repeat(engine.net.start, 3)
     assert all(h.shape[0] == 3 and np.array_equal(h[0], h[2]) for s in rows for h in s)
 
 

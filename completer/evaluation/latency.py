@@ -109,11 +109,11 @@ def context_bpc(model_path=None, files=(), widths=(64, 128, 256, 512, 1024, 2048
     import numpy as np
 
     from completer.model import checkpoint
-    from completer.model.start import start_state
+    from completer.model.start import repeat, start_state
 
     model, vocab, _ = checkpoint.load(model_path)
     texts = [Path(f).read_text(encoding="utf-8", errors="replace")[:chars_per_file] for f in files]
-    out = {}
+    out, start = {}, start_state(model, vocab)
 
     def nats(logits, targets):                                  # summed -log p over (T, B)
         z = logits - logits.max(axis=-1, keepdims=True)
@@ -139,13 +139,13 @@ def context_bpc(model_path=None, files=(), widths=(64, 128, 256, 512, 1024, 2048
                     x[:len(seg) - 1, j], y[:len(seg) - 1, j] = seg[:-1], seg[1:]
                     first = 1 if k == 1 else k * S                # the first position this stream scores
                     m[first - 1 - a:len(seg) - 1, j] = True
-                logits, _, _ = model.forward(x, start_state(model, vocab, len(ks)))
+                logits, _, _ = model.forward(x, repeat(start, len(ks)))
                 z = logits[m]                                   # (n, V) the scored positions
                 loss += nats(z, y[m])
         out[W] = round(float(loss / total / np.log(2)), 4)
     loss = 0.0
     for text in texts:                                          # the whole file, state carried
-        ids, state = vocab.encode(text), start_state(model, vocab)
+        ids, state = vocab.encode(text), start
         for a in range(0, len(ids) - 1, 1024):
             seg = ids[a:a + 1025]
             logits, state, _ = model.forward(seg[:-1, None], state)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from completer.engine.adaptation import WINDOW as ADAPT_WINDOW  # characters per SGD step with adaptation
-from completer.model.start import start_state
+from completer.model.start import repeat, start_state
 
 SEGMENT = 8192          # characters scored per stream of the batched pass
 WARMUP = 2000           # characters read before a segment, unscored (the protocol's context)
@@ -80,9 +80,9 @@ class Pass:
             full[d][start:start + len(part)] = part
 
 
-def _first_char(model, vocab, pass_, d, text):
+def _first_char(model, vocab, start, pass_, d, text):
     """A file's first character is predicted from the start state, as the engine reads a file."""
-    logits = _head(model, start_state(model, vocab))[None]              # (1, 1, V)
+    logits = _head(model, start)[None]                                  # (1, 1, V)
     tgt = vocab.encode(text[:1]).astype(np.int64)[None]                 # (1, 1)
     pass_.put(d, 0, [a[:, 0] for a in _window_stats(logits, tgt, vocab.unk)])
 
@@ -114,7 +114,7 @@ def read_static(model, vocab, docs, segment=SEGMENT, warmup=WARMUP, window=WINDO
         stats = [np.zeros((T, B), np.float32), np.zeros((T, B), bool), np.zeros((T, B), bool), np.zeros((T, B), bool)]
         # with the memory: each stream's log-probabilities of its scored offsets s..e-1, (e - s, V)
         lps = [np.zeros((e - s, len(vocab)), np.float32) for _, s, e, _ in group] if memory is not None else None
-        state = [tuple(np.repeat(x, B, axis=0) for x in s) for s in start]
+        state = repeat(start, B)
         for t0 in range(0, T, window):
             t1 = min(t0 + window, T)
             logits, state, _ = model.forward(x[t0:t1], state, table=table)  # (t, B, V)
@@ -132,7 +132,7 @@ def read_static(model, vocab, docs, segment=SEGMENT, warmup=WARMUP, window=WINDO
                 lo = max(s, 1)
                 out.put(d, lo, [a[lo - 1 - b0:e - 1 - b0, b] for a in stats])
                 if s == 0:
-                    _first_char(model, vocab, out, d, docs[d].text)
+                    _first_char(model, vocab, start, out, d, docs[d].text)
                 continue
             if s == 0:
                 lps[b][0] = first_lp[0]
@@ -177,7 +177,7 @@ def read_sequential(model, vocab, docs, cuts, complete, adapter=None, memory=Non
             at(state, d, 0)
         first = _head(model, state)[None]                                   # (1, 1, V)
         if memory is None:
-            _first_char(model, vocab, out, d, doc.text)
+            _first_char(model, vocab, state, out, d, doc.text)
         else:
             out.put(d, 0, list(memory.score(ids[:1], 0, _log_softmax(first[0])).T))
         for w0 in range(0, T, window):

@@ -8,7 +8,8 @@ of a text (a new file, the REPL's first line, every cold start) were read out of
 end of a typical file, first puts the network where a file starts in training: the same prompts
 give `):` and `pytest`.
 
-    state = start_state(model, vocab, B)     # [per layer: the cell's state tuple, each (B, H)]
+    state = start_state(model, vocab)        # [per layer: the cell's state tuple, each (1, H)]
+    rows = repeat(state, B)                  # the same for B rows, each (B, H)
 """
 from __future__ import annotations
 
@@ -17,9 +18,14 @@ import numpy as np
 PRIMER = '\n\n\nif __name__ == "__main__":\n    main()\n'
 
 
-def start_state(model, vocab, B: int = 1) -> list:
-    """The state after PRIMER read from the zero state, for B rows (computed anew: ~2 ms, so a model
-    whose weights change never starts from a stale one)."""
+def start_state(model, vocab) -> list:
+    """The state after PRIMER read from the zero state, one row (computed anew: ~2 ms, so a model
+    whose weights change never starts from a stale one; callers reading many texts keep it)."""
     ids = vocab.encode(PRIMER).astype(np.int64)[:, None]                  # (T, 1)
     _, state, _ = model.forward(ids, model.zero_state(1))
+    return state
+
+
+def repeat(state: list, B: int) -> list:
+    """A one-row state as B identical rows."""
     return [tuple(np.repeat(x, B, axis=0) for x in s) for s in state]
