@@ -35,6 +35,18 @@ def one_line_error(capsys, rc, message):
     return lines[0]
 
 
+def disk_full_when(monkeypatch, full) -> None:
+    """Every fsync fails with ENOSPC while full() is true (the atomic writes' last step)."""
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        if full():
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+
+
 def test_fifo_named_py_is_skipped_not_read(tmp_path, completer_exe):
     r = make_repo(tmp_path / "r", n_files=3)
     os.mkfifo(r / "x.py")
@@ -79,21 +91,15 @@ def test_990_nested_directories(tmp_path, capsys):
 def test_disk_full_is_one_line_and_keeps_every_file(repo, tmp_path, capsys, monkeypatch):
     """ENOSPC from the second save's first write: exit 2 with one line, the first save intact, no
     temporaries, and --resume carries on once there is space again."""
-    out, real_fsync = tmp_path / "run", os.fsync
-
-    def full_after_first_save(fd):
-        if (out / "state.safetensors").exists():
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return real_fsync(fd)
-
-    monkeypatch.setattr(os, "fsync", full_after_first_save)
+    out = tmp_path / "run"
+    disk_full_when(monkeypatch, lambda: (out / "state.safetensors").exists())   # after the first save
     rc = main(["train", str(repo), "--out", str(out), *TINY, "--steps", "30"])
     line = one_line_error(capsys, rc, "No space left on device")
     assert "step 10" in line and "--resume" in line
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
     assert checkpoint.load(out / "last.safetensors")[2]["train"]["step"] == 10
     assert checkpoint.load(out / "best.safetensors")[2]["train"]["step"] == 10
-    monkeypatch.setattr(os, "fsync", real_fsync)
+    monkeypatch.undo()                                      # space again
     assert main(["train", str(repo), "--out", str(out), "--resume"]) == 0
     assert checkpoint.load(out / "last.safetensors")[2]["train"]["step"] == 30
 
@@ -162,14 +168,9 @@ def test_weight_drop_without_dropout_drops_weights(repo, tmp_path):
 def test_disk_full_before_the_first_resume_state_names_the_checkpoints_on_disk(repo, tmp_path, capsys, monkeypatch):
     """The first save writes last and best, then the disk fills on the resume state: the message
     says what is on disk (both checkpoints, no resume state), not 'nothing was saved yet'."""
-    out, real_fsync = tmp_path / "run", os.fsync
-
-    def full_on_the_state(fd):
-        if (out / "best.safetensors").exists() and not (out / "state.safetensors").exists():
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return real_fsync(fd)
-
-    monkeypatch.setattr(os, "fsync", full_on_the_state)
+    out = tmp_path / "run"
+    disk_full_when(monkeypatch, lambda: (out / "best.safetensors").exists()
+                   and not (out / "state.safetensors").exists())                 # on the resume state
     rc = main(["train", str(repo), "--out", str(out), *TINY, "--steps", "30"])
     line = one_line_error(capsys, rc, "No space left on device")
     assert "best.safetensors (step 10) and last.safetensors (step 10)" in line and "no resume state" in line
