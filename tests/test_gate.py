@@ -115,9 +115,11 @@ def test_the_engine_gives_each_completion_the_gates_confidence(tiny_checkpoint, 
     assert plain.gate is None and c.confidence is None and c.features.shape == (F,)
     assert c.features[FEATURES.index("memory")] == 1      # the memory's first prediction was seen
     assert c.features[FEATURES.index("read")] == pytest.approx(np.log1p(plain.memory.chars)) and plain.memory.chars >= 10
-    fresh = Engine.from_checkpoint(tiny_checkpoint, memory=True)
+    fresh, alone = Engine.from_checkpoint(tiny_checkpoint, memory=True), Engine.from_checkpoint(tiny_checkpoint)
     [d] = fresh.complete_text("import os", Request(mode="char"))   # the cursor's line: nothing read yet
-    assert fresh.memory.chars == 0 and d.features[FEATURES.index("memory")] == 0   # the network's features
+    [n] = alone.complete_text("import os", Request(mode="char"))
+    assert fresh.memory.chars == 0 and d.features[FEATURES.index("memory")] == 0   # an empty memory: the network's
+    assert (d.text, d.char_logprobs) == (n.text, n.char_logprobs)
     gated = Engine.from_checkpoint(ship_gate(tiny_checkpoint, tmp_path, bias=2.0))
     [g] = gated.complete_text("import os\n", Request(mode="line", max_chars=10))
     assert g.confidence == pytest.approx(1 / (1 + np.exp(-2.0)))
