@@ -242,3 +242,34 @@ def test_a_keystroke_reads_one_step_and_idle_catches_the_next_blocks_read_up(tin
         engine.edit("n", p, p, ch)
         engine.prepare("n", p + 1)
     assert engine.complete("n", 120, Request(mode="line")) == engine.complete_text(SRC[:120], Request(mode="line"))
+
+
+def test_a_finished_line_is_the_memorys_to_read_in_the_pause(tiny_checkpoint):
+    """A keystroke's prepare reads the network only; the memory reads the line the keystroke
+    finished in the next pause (idle) or at the next completion, and reads it once: the same
+    suggestions as reading it at once."""
+    text = "import os\nimport sys\nimport re\nim"
+    eager = Engine.from_checkpoint(tiny_checkpoint, memory=True)
+    eager.open("e", text)
+    req = Request(mode="line", max_chars=20)
+    want = eager.complete("e", len(text), req)
+    lazy = Engine.from_checkpoint(tiny_checkpoint, memory=True)
+    lazy.open("k", "")
+    for p, ch in enumerate(text):
+        lazy.edit("k", p, p, ch)
+        lazy.prepare("k", p + 1)
+        if ch == "\n":
+            assert lazy.memory.chars < p + 1         # not read on the keystroke...
+            lazy.idle()
+            assert lazy.memory.chars == p + 1        # ...but in the pause after it
+    lazy.idle()
+    assert lazy.memory.chars == text.rindex("\n") + 1  # the cursor's line is context, never history
+    assert lazy.complete("k", len(text), req) == want
+    assert lazy.memory.chars == eager.memory.chars
+    # no pause at all: the completion reads what is due; an edit before it moves the mark back
+    fast = Engine.from_checkpoint(tiny_checkpoint, memory=True)
+    fast.open("f", "")
+    fast.edit("f", 0, 0, text + "x\n")
+    fast.edit("f", len(text), len(text) + 2, "")
+    assert fast.complete("f", len(text), req) == want
+    assert fast.memory.chars == eager.memory.chars

@@ -186,6 +186,7 @@ def test_eval_completions_are_the_engines(tiny_checkpoint, memory):
         if memory:
             engine.change(f"file:///{d}.py", doc.text)
             engine.prepare(f"file:///{d}.py", len(doc.text))
+            engine.idle()
     em, es, _ = evaluate.line_scores(docs, cuts, mine)
     assert report["line_em"] == em and report["line_es"] == pytest.approx(es)
     # the suggestions themselves: what --save-gate fits on, one per non-empty suggestion

@@ -4,11 +4,15 @@ A state is keyed by (start, pos): the model read from a zero state over text[sta
 engine fixes start from pos, see completer.engine). Saved states (every 64 characters, line
 starts) live in a bounded LRU; the furthest state of each of the few most recent reads lives in
 its own slot (`heads`), so typing at the cursor costs one step per read. An edit at offset e keeps exactly the states with pos <= e:
-their text is unchanged. Not thread-safe by itself: the engine's lock guards it.
+their text is unchanged. It also marks what the project memory has read of it (`feed`: whole
+lines before the cursor's, in the pause after a keystroke or before a completion). Not
+thread-safe by itself: the engine's lock guards it.
 """
 from __future__ import annotations
 
 from collections import OrderedDict
+
+from completer.engine.search import CONTEXT
 
 CHUNK = 1 << 16
 HEADS = 4     # reads whose furthest state is kept apart from the LRU
@@ -44,6 +48,7 @@ class DocCache:
         self.pending = None                       # (pos, (set, inputs, lp)): the mixer's last
                                                   # prediction at pos, learnt once text[pos] is typed
         self.behind = None                        # (start, pos): that read is due to reach pos (Engine.idle)
+        self.due = None                           # the memory is due to read up to this cursor (Engine.idle)
 
     def set_text(self, text: str) -> None:
         if text is self.text:
@@ -63,7 +68,34 @@ class DocCache:
         self.seen = min(self.seen, e)
         if self.pending is not None and self.pending[0] >= e:
             self.pending = None
+        if self.due is not None:
+            self.due = min(self.due, e)
         self.invalidate(e)
+
+    def feed(self, memory, offset: int, vocab) -> None:
+        """The memory reads the text before the cursor's line it has not read yet, as typed (the
+        mixer first learns from its last prediction, if the character after it is now known).
+        The cursor's own line is read once a newline ends it (see completer.engine). Not while
+        `memory.reading` (the project reader fills it for the cache, which must hold only files
+        on disk): the text waits, and is read at the first completion after."""
+        if memory.reading:   # a project read for the cache: typed text waits (fed, seen, pending stay)
+            return
+        self.due = None
+        text = self.text
+        a = self.seen
+        if a != offset:
+            if self.pending is not None and self.pending[0] == a < offset:
+                s, inputs, lp = self.pending[1]
+                memory.update(s, inputs, lp, vocab.id(text[a]))
+            self.pending = None
+            self.seen = offset
+        line = text.rfind("\n", 0, offset) + 1
+        a = self.fed
+        if a >= line:
+            return
+        ctx = max(0, a - CONTEXT)
+        memory.learn(vocab.encode(text[ctx:line]), a - ctx)
+        self.fed = line
 
     def invalidate(self, e: int) -> None:
         """Forget every state that read past offset e."""

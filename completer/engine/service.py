@@ -22,7 +22,7 @@ nothing else mutates (cells return new states), so the REPL may ask from a worke
 Memory (opt-in here, on in every frontend: `Engine.from_checkpoint(..., memory=True)` or
 `engine.set_memory(True)`). Every prediction mixes the network with the project memory
 (completer.memory) in `Search.logprobs`. Before a completion at offset p, the memory reads the
-document's text before p's line that it has not read yet (`_feed`, as typed: whole lines; an edit
+document's text before p's line that it has not read yet (`DocCache.feed`, as typed: whole lines; an edit
 before what it read moves its mark back), and the mixer learns from its previous prediction in
 that document once the real character is known. The line being typed is context, never history:
 had the memory read it, every model in it (n-gram and match models alike) would find the text
@@ -172,6 +172,8 @@ class Engine(Learning):
             if not (isinstance(start, int) and isinstance(end, int) and 0 <= start <= end <= n):
                 raise CompleterError(f"bad edit range {start}..{end} for a document of {n} characters")
             doc.edit(start, end, self._check_text(new_text))
+            if self.memory is not None:  # a line it ends is the memory's to read, in the next pause
+                doc.due = start + len(new_text)
             if self._adapted:
                 self._note_edit(uri, start + len(new_text))
 
@@ -222,7 +224,8 @@ class Engine(Learning):
 
     def idle(self) -> None:
         """What a frontend runs while the user pauses (serve: when no message waits; the REPLs:
-        after each suggestion): the reads the next blocks start from catch up with the cursors.
+        after each suggestion): the reads the next blocks start from catch up with the cursors,
+        and the memory reads the lines that `prepare` left to it.
         A keystroke then costs one model step on the way to its suggestion instead of two."""
         with self._lock:
             for uri, doc in self._docs.items():
@@ -231,6 +234,8 @@ class Engine(Learning):
                     doc.behind = None
                     if p <= len(doc.text) and self.block_start(p + self.block) == nxt:
                         self._read(doc, nxt, p, self._net(uri))
+                if doc.due is not None and self.memory is not None:
+                    doc.feed(self.memory, doc.due, self.vocab)
 
     def _read(self, doc: DocCache, start: int, p: int, net):
         """The state after text[start:p] read by `net`, saving states on the way."""
@@ -258,13 +263,14 @@ class Engine(Learning):
         return state
 
     def prepare(self, uri, offset: int) -> None:
-        """Read the document up to `offset` now, the memory too (an editor may call it on each keystroke)."""
+        """Read the document up to `offset` now (an editor may call it on each keystroke). The memory
+        reading a line it finished waits for `idle` or the next completion (see docs/benchmarks.md)."""
         with self._lock:
             doc = self._doc(uri)
             self._check_offset(doc, offset)
             self._state_at(doc, offset, self._net(uri), ahead=False)
             if self.memory is not None:
-                self._feed(doc, offset, self.memory)
+                doc.due = offset
 
     @staticmethod
     def _check_offset(doc, offset) -> None:
@@ -284,7 +290,7 @@ class Engine(Learning):
                 self._check_offset(doc, offset)
                 net = self._net(uri)
                 if memory is not None:
-                    self._feed(doc, offset, memory)
+                    doc.feed(memory, offset, self.vocab)
                 start = self._start(doc, offset, doc.text[offset:offset + 256], req, net)
             out, search = self._decode(start, req, decoder, cancel, net, memory, received)
         if search is not None and search.root_mix is not None:
@@ -305,7 +311,7 @@ class Engine(Learning):
             with self._lock:
                 self._scratch.set_text(prefix)
                 if memory is not None:
-                    self._feed(self._scratch, len(prefix), memory)
+                    self._scratch.feed(memory, len(prefix), self.vocab)
                 start = self._start(self._scratch, len(prefix), suffix, req, self.net)
             return self._decode(start, req, decoder, cancel, self.net, memory, received)[0]
 
@@ -313,30 +319,6 @@ class Engine(Learning):
     def _predicting(memory):
         """A completion runs: a project read in the background pauses meanwhile (Memory.predicting)."""
         return nullcontext() if memory is None else memory.predicting()
-
-    def _feed(self, doc, offset, memory) -> None:
-        """Under the lock: the memory reads the text before the cursor's line it has not read yet,
-        as typed (the mixer first learns from its last prediction, if the character after it is
-        now known). The cursor's own line is read once a newline ends it (see the module's doc).
-        Not while `memory.reading` (the project reader fills it for the cache, which must hold
-        only files on disk): the text waits, and is read at the first completion after."""
-        if memory.reading:   # a project read for the cache: typed text waits (fed, seen, pending stay)
-            return
-        text = doc.text
-        a = doc.seen
-        if a != offset:
-            if doc.pending is not None and doc.pending[0] == a < offset:
-                s, inputs, lp = doc.pending[1]
-                memory.update(s, inputs, lp, self.vocab.id(text[a]))
-            doc.pending = None
-            doc.seen = offset
-        line = text.rfind("\n", 0, offset) + 1
-        a = doc.fed
-        if a >= line:
-            return
-        ctx = max(0, a - CONTEXT)
-        memory.learn(self.vocab.encode(text[ctx:line]), a - ctx)
-        doc.fed = line
 
     def _decoder(self, name):
         from completer.registry import registry
@@ -363,7 +345,7 @@ class Engine(Learning):
 
     def _decode(self, start, req, decoder, cancel, net, memory, received):
         """Outside the lock: decoding reads the model and its own copy of the state (and the
-        memory, which only `_feed` writes). -> (completions, the Search or None).
+        memory, which only `DocCache.feed` writes). -> (completions, the Search or None).
         With req.budget_ms, past `received` + budget the decoder is stopped (Search.check) and
         the continuation so far answers, cut back to a token boundary: while typing, a shorter
         suggestion now beats a whole line after the next keystroke (a busy machine's case)."""

@@ -1,10 +1,12 @@
 """Completion latency as an editor sees it; `completer bench` reports these figures.
 
 measure(model_path, files) replays each file keystroke by keystroke through one Engine document:
-  keystroke_ms  edit (one character typed at the cursor) + reading it (Engine.prepare; the
-                step the frontends defer to the pause after it, Engine.idle, is not timed);
+  keystroke_ms  edit (one character typed at the cursor) + reading it (Engine.prepare; what
+                the frontends defer to the pause after it, Engine.idle, is timed apart);
                 keystroke_cpu_ms is the same in thread CPU time: wall minus the time the OS gave
                 the CPU to other processes (on a shared machine that is what fills p99)
+  idle_ms       that pause's work: the next block's read step, and the memory reading the line
+                a newline finished (a fresh memory's tables fault their pages in meanwhile)
   line_ms       a greedy line completion (up to 80 characters) at the cursor, every
                 `line_every` keystrokes
   startup_ms    a fresh `python` process: import, load the model, first line completion
@@ -71,7 +73,7 @@ def measure(model_path=None, files=None, chars_per_file: int = 3000, line_every:
             raise CompleterError(f"cannot read {f}: {exc.strerror or exc}") from None
     engine = engine or Engine.from_checkpoint(model_path, memory=memory)
     req = Request(mode="line", decoder="greedy", max_chars=max_chars)
-    keys, keys_cpu, lines, line_chars = [], [], [], []
+    keys, keys_cpu, idles, lines, line_chars = [], [], [], [], []
     clock, cpu = time.perf_counter, time.thread_time
     for k, text in enumerate(texts):
         uri = f"bench-{k}"
@@ -82,7 +84,9 @@ def measure(model_path=None, files=None, chars_per_file: int = 3000, line_every:
             engine.prepare(uri, p + 1)
             keys.append((clock() - t0) * 1000)
             keys_cpu.append((cpu() - c0) * 1000)
-            engine.idle()  # (untimed: what the frontends do while the user pauses between keys)
+            t0 = clock()
+            engine.idle()  # what the frontends do while the user pauses between keys
+            idles.append((clock() - t0) * 1000)
             if p % line_every == 0:
                 t0 = clock()
                 out = engine.complete(uri, p + 1, req)
@@ -91,6 +95,7 @@ def measure(model_path=None, files=None, chars_per_file: int = 3000, line_every:
         engine.close(uri)
     result = {"keystroke_ms_p50": _pct(keys, 50), "keystroke_ms_p99": _pct(keys, 99),
               "keystroke_cpu_ms_p50": _pct(keys_cpu, 50), "keystroke_cpu_ms_p99": _pct(keys_cpu, 99),
+              "idle_ms_p50": _pct(idles, 50), "idle_ms_p99": _pct(idles, 99),
               "line_ms_p50": _pct(lines, 50), "line_ms_p99": _pct(lines, 99),
               "line_chars_mean": round(sum(line_chars) / max(len(line_chars), 1), 1),
               "keystrokes": len(keys), "line_completions": len(lines),

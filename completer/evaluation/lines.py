@@ -77,6 +77,7 @@ class Lines:
             if engine.memory is not None:           # the memory reads the rest before the next file
                 engine.edit(uri, typed, typed, doc.text[typed:])
                 engine.prepare(uri, len(doc.text))
+                engine.idle()
             engine.close(uri)
             if log and time.perf_counter() - t > 30:
                 log(f"lines: file {d + 1} of {len(docs)}")
