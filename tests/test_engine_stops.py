@@ -5,12 +5,13 @@ from hypothesis import strategies as st
 
 from completer.engine.documents import common_prefix
 
-from completer.engine.stops import Stopper, Syntax, continues_identifier, finish
+from completer.engine import syntax
+from completer.engine.stops import Stopper, continues_identifier, finish
 
 
-def run(mode, context, generated, max_chars=1000):
+def run(mode, context, generated, max_chars=1000, begin=(None, 0)):
     """The completion the stop rule keeps from `generated`."""
-    s = Stopper(mode, context, max_chars)
+    s = Stopper(mode, context, max_chars, begin)
     for i, ch in enumerate(generated):
         keep = s.push(ch)
         if keep is not None:
@@ -38,6 +39,9 @@ def run(mode, context, generated, max_chars=1000):
     ("line", "x = '(", "))'", "))'"),               # inside a string brackets do not count
     ("line", "x = 1  # ", ")", ")"),               # ... nor inside a comment
     ("line", 'x = """(\n', 'a"""', 'a"""'),
+    ("line", "x = ", '"""a"b)"""', '"""a"b)"""'),  # a quote inside a triple-quoted string
+    ("line", "x = ", '""), y', '""'),                # an empty string is no triple quote
+    ("line", "x = f(", "'''it's (a)''') + 1)", "'''it's (a)''') + 1"),
     ("free", "", "a)\n\n)", "a)\n\n)"),
     ("line", "", "abcdef", "abc"),
 ])
@@ -45,13 +49,24 @@ def test_stop_rules(mode, context, generated, kept):
     assert run(mode, context, generated, max_chars=3 if kept == "abc" else 1000) == kept
 
 
-def test_syntax_scan_tracks_brackets_and_strings():
-    s = Syntax.scan("f(a, [b, '(', \"]\"")
+def test_the_context_scan_tracks_brackets_and_strings():
+    syntax._last = None
+    s = syntax.state("f(a, [b, '(', \"]\"")
     assert s.stack == ["(", "["] and s.quote is None
-    s = Syntax.scan("x = 'it\\'s")
+    s = syntax.state("x = 'it\\'s")
     assert s.quote == "'"
-    s = Syntax.scan("a) + (b")  # a closer from before the context is forgotten
+    s = syntax.state("a) + (b")  # a closer from before the context is forgotten
     assert s.stack == ["("]
+    s = syntax.state('x = """a"b\n(c')                # one scanner: triple quotes here too
+    assert s.quote == '"""' and s.stack == []
+
+
+def test_the_stop_rule_starts_where_the_context_does():
+    """A context that begins inside a docstring (the engine's block start): the prose's
+    apostrophe opens no string, so the brackets after the docstring count."""
+    context = "    Return the user's name.\n    " + '"""' + "\n    return f("
+    assert run("line", context, "x)) + 1", begin=('"""', 0)) == "x)"
+    assert run("line", context, "x)) + 1") == "x)) + 1"    # read from outside a string: all kept
 
 
 @pytest.mark.parametrize("text,mode,suffix,out", [

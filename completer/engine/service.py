@@ -339,8 +339,8 @@ class Engine(Learning):
         state = self._state_at(doc, offset, net, ahead=doc is self._scratch)
         ids = self.vocab.encode(text[max(0, offset - CONTEXT):offset]) if self.memory is not None else None
         start = self.block_start(offset)
-        # the string open where the context begins, for the syntax check of line/block suggestions
-        begin = syntax.quote_before(text, start) if req.mode in ("line", "block") else (None, 0)
+        # the string open where the context begins, for the stop rule and the syntax check
+        begin = syntax.quote_before(text, start) if req.mode != "free" else (None, 0)
         return state, text[start:offset], suffix, ids, begin
 
     def _decode(self, start, req, decoder, cancel, net, memory, received):
@@ -358,7 +358,7 @@ class Engine(Learning):
             # gate then hid it)
             memory = None
         deadline = received + req.budget_ms / 1000 if req.budget_ms else None
-        search = Search(net, self.vocab, state, Stopper(req.mode, context, req.max_chars), cancel,
+        search = Search(net, self.vocab, state, Stopper(req.mode, context, req.max_chars, begin), cancel,
                         memory=memory, context=ids, deadline=deadline, text=context)
         cut = False
         try:

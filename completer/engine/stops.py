@@ -10,10 +10,10 @@ stops at the newline that began a dedented line). Modes:
   block  several lines, ending before a line indented at or below the starting line's level,
          or at a blank line
   free   no rule but max_chars (`completer sample`)
-In every mode a closing bracket that nothing opened ends the completion before it. Brackets and
-strings are tracked by `Syntax`, a small Python scanner: quotes open and close strings (a triple
-quote reads as open-close-open, which leaves the right state), `#` starts a comment, a backslash
-escapes inside strings. It is a heuristic over the model's context, not a parser.
+In every mode a closing bracket that nothing opened ends the completion before it. Brackets,
+strings (triple-quoted ones too) and comments are tracked by the scanner the syntax check uses
+(completer.engine.syntax.State), from the state after the context, which begins where
+`syntax.quote_before` says (inside a docstring or not). It is a heuristic, not a parser.
 
 `finish(text, mode, suffix)` then drops trailing whitespace (not in char/free mode) and the
 closers at the end of the completion that the text after the cursor already holds.
@@ -21,9 +21,9 @@ closers at the end of the completion that the text after the cursor already hold
 """
 from __future__ import annotations
 
+from completer.engine import syntax
+
 MODES = ("char", "token", "line", "block", "free")
-OPEN = {"(": ")", "[": "]", "{": "}"}
-CLOSE = {")": "(", "]": "[", "}": "{"}
 CLOSERS = set(")]}\"'")
 OPERATOR = set("+-*/%=<>!&|^~@")
 
@@ -40,74 +40,15 @@ def char_class(ch: str) -> str:
     return "single"  # brackets, quotes, '.', ',', ':' ...: a token of one character
 
 
-class Syntax:
-    """Open brackets and the string/comment state of Python text read so far."""
-    __slots__ = ("stack", "quote", "comment", "escape")
-    _last = None    # (text, its state) of the latest scan (see scan)
-
-    def __init__(self):
-        self.stack: list[str] = []
-        self.quote = None       # the quote character of the open string, or None
-        self.comment = False
-        self.escape = False
-
-    def copy(self) -> "Syntax":
-        s = Syntax.__new__(Syntax)
-        s.stack, s.quote, s.comment, s.escape = self.stack[:], self.quote, self.comment, self.escape
-        return s
-
-    def feed(self, ch: str) -> bool:
-        """Advance by one character; False if `ch` closes a bracket that nothing opened."""
-        if self.comment:
-            if ch == "\n":
-                self.comment = False
-        elif self.quote is not None:
-            if self.escape:
-                self.escape = False
-            elif ch == "\\":
-                self.escape = True
-            elif ch == self.quote:
-                self.quote = None
-        elif ch in OPEN:
-            self.stack.append(ch)
-        elif ch in CLOSE:
-            if not self.stack or self.stack[-1] != CLOSE[ch]:
-                return False
-            self.stack.pop()
-        elif ch == '"' or ch == "'":
-            self.quote = ch
-        elif ch == "#":
-            self.comment = True
-        return True
-
-    @classmethod
-    def scan(cls, text: str) -> "Syntax":
-        """The state after `text`; closers that match nothing in it are ignored.
-
-        Consecutive requests scan the same block start plus what was typed since (the context of
-        a keystroke's completion is its predecessor's and one more character), so the last scan
-        is kept and continued when `text` extends it: ~0.3 ms of Python a request otherwise."""
-        last = cls._last
-        if last is not None and text.startswith(last[0]):
-            s, rest = last[1].copy(), text[len(last[0]):]
-        else:
-            s, rest = cls(), text
-        for ch in rest:
-            if not s.feed(ch):
-                # a closer whose opener lies before the context: forget the brackets inside it
-                s.stack.clear()
-        cls._last = (text, s.copy())  # one tuple, swapped whole: threads see one or the other
-        return s
-
-
 class Stopper:
     """The stop rule of one hypothesis. `n` counts the characters pushed so far."""
     __slots__ = ("mode", "max_chars", "syntax", "n", "cls", "indent0", "indent", "at_line_start",
                  "line_has_content", "last_newline", "newlines")
 
-    def __init__(self, mode: str, context: str, max_chars: int):
+    def __init__(self, mode: str, context: str, max_chars: int, begin: tuple = (None, 0)):
+        """begin: where `context` begins, as syntax.quote_before gives it (inside a docstring?)."""
         self.mode, self.max_chars, self.n = mode, max_chars, 0
-        self.syntax = Syntax.scan(context) if mode != "free" else None
+        self.syntax = syntax.state(context, begin) if mode != "free" else None
         # token: an identifier or operator already under way continues
         last = context[-1:] if context else ""
         self.cls = char_class(last) if last and char_class(last) != "single" else None

@@ -16,8 +16,9 @@ comment the user opened is left alone, and a string the user left open may stay 
 applies it to every line and block suggestion, after the repetition guard (completer.engine.guard),
 before the post-processing of stops.finish.
 
-Cost: the context's scan is kept and continued while the user types (as stops.Syntax.scan does), so
-a request pays for the characters typed since the last one and for the suggestion's: ~0.3 us each.
+The stop rule (completer.engine.stops) follows each hypothesis with the same `State`, from the same
+context scan. Cost: the context's scan is kept and continued while the user types, so a request
+pays for the characters typed since the last one and for the suggestion's.
 """
 from __future__ import annotations
 
@@ -28,8 +29,13 @@ REJECTED = set("$?`")
 
 class State:
     """The tokenizer's state after some Python text: open brackets, the open string (its quote:
-    one or three characters) and whether it began in the text checked, a comment."""
-    __slots__ = ("stack", "quote", "comment", "escape", "opened_at")
+    one or three characters) and whether it began in the text checked, a comment.
+
+    `feed(ch)` advances it by one character. The stop rule follows each hypothesis with it
+    (completer.engine.stops) and `_scan` a context or a suggestion, so both read Python alike: a
+    triple quote shows at its third quote (`""` is an empty string until a third `"` follows) and
+    ends at the third quote in a row inside it."""
+    __slots__ = ("stack", "quote", "comment", "escape", "opened_at", "fresh", "pend", "run")
 
     def __init__(self):
         self.stack: list = []
@@ -37,56 +43,81 @@ class State:
         self.comment = False
         self.escape = False
         self.opened_at = -1          # where the open string's quote is in the checked text (-1: before)
+        self.fresh = False           # the open one-quote string is still empty
+        self.pend = None             # the quote of an empty string that just closed: a third makes it triple
+        self.run = 0                 # quotes in a row inside a triple-quoted string
 
     def copy(self) -> "State":
         s = State.__new__(State)
-        s.stack, s.quote, s.comment, s.escape, s.opened_at = self.stack[:], self.quote, self.comment, self.escape, self.opened_at
+        s.stack, s.quote, s.comment, s.escape, s.opened_at, s.fresh, s.pend, s.run = (
+            self.stack[:], self.quote, self.comment, self.escape, self.opened_at, self.fresh, self.pend, self.run)
         return s
+
+    def feed(self, ch: str) -> bool:
+        """Advance by one character; False, and nothing changed, if `ch` closes a bracket other
+        than the innermost open one (the wrong kind, or none open)."""
+        if self.comment:
+            if ch == "\n":
+                self.comment = False
+            return True
+        q = self.quote
+        if q is not None:
+            if self.escape:
+                self.escape = False
+            elif ch == "\\":
+                self.escape = True
+            elif ch == q[0]:
+                if len(q) == 1:
+                    self.quote, self.pend = None, ch if self.fresh else None
+                    return True
+                self.run += 1
+                if self.run == 3:
+                    self.quote = None
+                return True
+            elif ch == "\n" and len(q) == 1:
+                self.quote = None                       # the tokenizer gives up on it at the line's end
+            self.fresh, self.run = False, 0
+            return True
+        pend, self.pend = self.pend, None
+        if ch == '"' or ch == "'":
+            if pend == ch:
+                self.quote, self.run = ch * 3, 0
+            else:
+                self.quote, self.fresh = ch, True
+        elif ch == "#":
+            self.comment = True
+        elif ch in OPEN:
+            self.stack.append(ch)
+        elif ch in CLOSE:
+            if not self.stack or self.stack[-1] != CLOSE[ch]:
+                self.pend = pend
+                return False
+            self.stack.pop()
+        return True
 
 
 def _scan(s: State, text: str, check: bool, own: int = 0) -> int:
     """Advance s over text. check=True: stop at the first place that makes the state worse and
     return its index (len(text) if none), text[:own] being the user's (a string opened there is
     theirs); False: only follow (a context: its oddities ignored)."""
-    i, n = 0, len(text)
-    while i < n:
-        ch = text[i]
-        if s.comment:
-            if ch == "\n":
-                s.comment = False
-        elif s.quote is not None:
-            if s.escape:
-                s.escape = False
-            elif ch == "\\":
-                s.escape = True
-            elif ch == "\n" and len(s.quote) == 1:
-                if check and s.opened_at >= 0:          # a string this suggestion left open
-                    return s.opened_at
-                s.quote = None                          # the tokenizer gives up on it at the line's end
-            elif ch == s.quote[0] and text.startswith(s.quote, i):
-                i += len(s.quote) - 1
-                s.quote = None
-        elif ch == '"' or ch == "'":
-            s.quote = ch * 3 if text.startswith(ch * 3, i) else ch
-            s.opened_at = i if check and i >= own else -1
-            i += len(s.quote) - 1
-        elif ch == "#":
-            s.comment = True
-        elif ch in OPEN:
-            s.stack.append(ch)
-        elif ch in CLOSE:
-            if s.stack and s.stack[-1] == CLOSE[ch]:
-                s.stack.pop()
-            elif check and s.stack:                     # the wrong kind of bracket
+    for i, ch in enumerate(text):
+        if check and s.quote is None and not s.comment:
+            if ch in REJECTED or (ch == "!" and not text.startswith("!=", i)) \
+                    or (ch == "\\" and i + 1 < len(text) and text[i + 1] != "\n") \
+                    or (ch > "\x7f" and not ch.isidentifier()):
                 return i
-            else:   # nothing open (the stop rule's case), or a context that began inside brackets
-                s.stack.clear()
-        elif check and (ch in REJECTED or (ch == "!" and not text.startswith("!=", i))
-                        or (ch == "\\" and i + 1 < n and text[i + 1] != "\n")
-                        or (ch > "\x7f" and not ch.isidentifier())):
-            return i
-        i += 1
-    return n
+        elif check and ch == "\n" and s.quote is not None and len(s.quote) == 1 and not s.escape \
+                and s.opened_at >= 0:
+            return s.opened_at                          # a string this suggestion left open
+        was = s.quote
+        if not s.feed(ch):
+            if check and s.stack:                       # the wrong kind of bracket
+                return i
+            s.stack.clear()  # nothing open (the stop rule's case), or a context begun inside brackets
+        elif was is None and s.quote is not None:      # a string opens: where its first quote is
+            at = i - len(s.quote) + 1
+            s.opened_at = at if check and at >= own else -1
+    return len(text)
 
 
 def quote_before(text: str, start: int) -> tuple:
