@@ -43,7 +43,10 @@ class LSTM(Cell):
     def step(self, p, xp, state):
         h, c = state
         H = self.H
-        a = h @ p["Wh"]                                             # (B, 4H)
+        if len(h) == 1:
+            a = h @ p["Wh"]                                         # (1, 4H): a matrix-vector product
+        else:   # a few beams: the product turned around, as the window passes run it (see above)
+            a = np.matmul(p["Wh"].T, h.T).T                         # (B, 4H), a view of (4H, B)
         a += xp                     # in place, here and below: at batch 1 each temporary costs
         self._gates(a)              # more than the arithmetic (same operations, same results)
         c = a[:, H:2 * H] * c
