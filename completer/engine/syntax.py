@@ -161,17 +161,15 @@ def check(context: str, text: str, line_ends: bool = True, begin: tuple = (None,
     user's at the cursor (see the module's doc). line_ends: the suggestion ends its line (line
     mode: the newline that ended it is not part of it), so a string it opened must be closed;
     begin: the state where `context` begins (quote_before)."""
-    # quotes that end the context are scanned with the suggestion: `"` + `""` is a triple quote
-    r = len(context) - len(context.rstrip(context[-1:])) if context[-1:] in ("\"", "'") else 0
-    r = min(r, max(0, len(context) - begin[1]))
-    s = state(context[:len(context) - r], begin)
+    # a quote that ends the context and the suggestion's next ones make one triple quote: the
+    # state's `pend` carries it (the string is the user's: it opened before the suggestion)
+    s = state(context, begin)
     if s.comment and "\n" not in text:
         return text
     s = s.copy()
     s.opened_at = -1
-    full = context[len(context) - r:] + text
-    k = _scan(s, full, True, r)
-    if k == len(full) and line_ends and s.quote is not None and len(s.quote) == 1 and s.opened_at >= 0 \
+    k = _scan(s, text, True)
+    if k == len(text) and line_ends and s.quote is not None and len(s.quote) == 1 and s.opened_at >= 0 \
             and not s.escape:
         k = s.opened_at
-    return text[:max(0, k - r)]
+    return text[:k]
