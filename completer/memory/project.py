@@ -23,7 +23,7 @@ during the first read costs nothing there. A reread only learns files inside the
 With a cache (completer.memory.cache) that exists, the files are first only hashed; if they all
 hash as they did when the cache was written, it is loaded instead of learnt. Otherwise the project
 is learnt and the cache written anew, before the memory learns any typed text: the project sets
-`memory.reading` for that time and the engine holds typed text back (Engine._feed) until it is
+`memory.reading` for that time and the engine holds typed text back (DocCache.feed) until it is
 cleared, so the cache holds only what was read from disk. Anything that goes wrong (a folder that
 vanishes, a permission error, a refused cache) is logged in one line, and completion goes on with
 what was read. An empty workspace reads nothing and logs one debug line.

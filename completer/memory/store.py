@@ -82,7 +82,7 @@ class Memory:
         self.sizes = {**SIZES, **sizes}
         self.roots: list = []       # the project folders read into it (completer.memory.project)
         # True while a project reader fills it for its cache: the engine feeds it no typed text
-        # meanwhile (Engine._feed), so that the cache holds only what was read from disk
+        # meanwhile (DocCache.feed), so that the cache holds only what was read from disk
         self.reading = False
         # predictions first: while one runs (Engine.complete) a background read (the project
         # reader's learn(background=True)) pauses between chunks, instead of taking the tables'
